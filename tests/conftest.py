@@ -1,0 +1,67 @@
+"""Fixtures shared by the whole suite: the tiny model, and throwaway PostgreSQL/Redis spaces.
+
+Every test module that needs PostgreSQL gets a database of its own (created and dropped here),
+so tests never share state through a live database.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+POSTGRES_ADMIN_URL = os.environ.get("DISC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_TEST_URL = os.environ.get("DISC_TEST_REDIS", "redis://127.0.0.1:6379")
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> str:
+    """Name of the tiny random model (SmolLM2 tokenizer); built once and cached."""
+    from disc_engine.models import TINY_MODEL, resolve_model_path
+
+    resolve_model_path(TINY_MODEL)
+    return TINY_MODEL
+
+
+def _admin_execute(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRES_ADMIN_URL.replace("postgresql://", "postgresql://", 1), autocommit=True) as conn:
+        conn.execute(sql)
+
+
+@pytest.fixture
+def postgres_url_factory():
+    """Create fresh, empty PostgreSQL databases; all are dropped after the test."""
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"disc_test_{uuid.uuid4().hex[:12]}"
+        _admin_execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+    yield make
+    for name in created:
+        _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url(postgres_url_factory) -> str:
+    """A fresh, empty PostgreSQL database for one test."""
+    return postgres_url_factory()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """A Redis logical database of its own (1..15, chosen at random), flushed before and after."""
+    import random
+
+    import redis
+
+    url = f"{REDIS_TEST_URL}/{random.randint(1, 15)}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
