@@ -1,0 +1,46 @@
+"""The job queue: one Celery configuration shared by the API (which only sends) and the worker.
+
+The API never imports the worker package or torch: it sends the task by name. Long jobs need
+late acknowledgement (a worker that dies mid-job leaves the message to be redelivered),
+prefetch 1 (a busy worker holds no other job), and a Redis visibility timeout above the
+longest job (otherwise Redis redelivers a job that is still running).
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from store.settings import Settings, get_settings
+
+RUN_UPDATE_JOB = "disc.run_update_job"
+UPDATES_QUEUE = "updates"
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    if settings.is_embedded_broker:
+        settings.home.mkdir(parents=True, exist_ok=True)
+    app = Celery("disc", broker=settings.broker_url)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,  # bounded: the job's attempts counter caps redeliveries
+        worker_prefetch_multiplier=1,
+        task_default_queue=UPDATES_QUEUE,
+        task_routes={RUN_UPDATE_JOB: {"queue": UPDATES_QUEUE}},
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,  # results live in the database, not the broker
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+_senders: dict[str, Celery] = {}  # one producer app per broker URL; connections are pooled inside
+
+
+def enqueue_job(job_id: str, settings: Settings | None = None) -> None:
+    """Send a job id to the workers. Call only after the job's transaction has committed."""
+    settings = settings or get_settings()
+    if settings.broker_url not in _senders:
+        _senders[settings.broker_url] = make_celery(settings)
+    _senders[settings.broker_url].send_task(RUN_UPDATE_JOB, args=[job_id], queue=UPDATES_QUEUE)

@@ -1,0 +1,80 @@
+"""Settings from the environment (prefix ``DISC_``), one class for every process.
+
+With nothing set, everything points into ``DISC_HOME`` (``./.disc``): SQLite for the record,
+kombu's SQLAlchemy transport over SQLite for the broker, a local artifact folder — the
+embedded default that needs no server. Production sets ``DISC_DATABASE_URL`` (PostgreSQL)
+and ``DISC_BROKER_URL`` (Redis).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BASE_MODEL = "SmolLM2-135M-Instruct"
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Accept plain ``postgresql://`` URLs and route them to the psycopg 3 driver."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain):]
+    return url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DISC_", extra="ignore")
+
+    environment: Literal["development", "production"] = Field(
+        "development", description="production refuses unsafe settings (no authentication).")
+    home: Path = Field(Path(".disc"), description="Folder for the embedded default's files.")
+    database_url: str | None = Field(None, description="postgresql://… or sqlite:///path; default: SQLite in DISC_HOME.")
+    broker_url: str | None = Field(None, description="redis://host:port/n, or the embedded SQLite transport by default.")
+    artifact_dir: Path | None = Field(None, description="Where model versions' artifacts are written; default DISC_HOME/artifacts.")
+    base_model: str = Field(DEFAULT_BASE_MODEL, description="Base model of new lineages: a Hugging Face id, a local path or the default's name.")
+    default_lineage: str = Field("default", description="Lineage used when an update names none.")
+    public_url: str = Field("", description="Prefix for artifact URLs in API answers (empty: relative URLs).")
+
+    # Authentication
+    auth_disabled: bool = Field(False, description="Accept unauthenticated requests (development only unless forced).")
+
+    # Input limits
+    max_documents_per_batch: int = Field(1000, ge=1)
+    max_document_chars: int = Field(200_000, ge=1)
+    max_batch_chars: int = Field(5_000_000, ge=1)
+    max_request_bytes: int = Field(10_000_000, ge=1)
+    max_probes_per_batch: int = Field(1000, ge=0)
+
+    # Worker and delivery
+    visibility_timeout_s: int = Field(6 * 3600, ge=60, description="Redis redelivery timeout: above the longest job.")
+    job_max_attempts: int = Field(3, ge=1, description="A job failing this many times ends as failed.")
+    reconcile_after_s: int = Field(60, ge=1, description="A queued job not picked up after this long is sent again.")
+
+    # Promotion policy: a new version becomes `latest` only within these retention bounds.
+    promote_max_retention_kl_vs_parent: float = Field(0.5, ge=0)
+    promote_max_retention_kl_vs_base: float = Field(2.0, ge=0)
+    promote_min_format_compliance: float = Field(0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> "Settings":
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{(self.home / 'disc.sqlite').resolve()}"
+        if self.broker_url is None:
+            self.broker_url = f"sqla+sqlite:///{(self.home / 'broker.sqlite').resolve()}"
+        if self.artifact_dir is None:
+            self.artifact_dir = (self.home / "artifacts").resolve()
+        self.database_url = sqlalchemy_url(self.database_url)
+        return self
+
+    @property
+    def is_embedded_broker(self) -> bool:
+        return self.broker_url.startswith("sqla+")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
