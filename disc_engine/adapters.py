@@ -50,6 +50,14 @@ class ParentAdapterTeacher(nn.Module):
     def config(self):
         return self._peft_model.config
 
+    def get_base_model(self):
+        # Lets callers inspect the underlying forward's signature (e.g. for ``logits_to_keep``).
+        return self._peft_model.get_base_model()
+
+    def parameters(self, recurse: bool = True):
+        # Where the teacher's weights live (callers read the device from them); never to train.
+        return self._peft_model.parameters(recurse)
+
     def forward(self, *args, **kwargs):
         model = self._peft_model
         student_adapter = model.active_adapter

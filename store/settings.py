@@ -41,6 +41,8 @@ class Settings(BaseSettings):
 
     # Authentication
     auth_disabled: bool = Field(False, description="Accept unauthenticated requests (development only unless forced).")
+    allow_unauthenticated_production: bool = Field(
+        False, description="Let production start with auth_disabled; without it the API refuses to start.")
 
     # Input limits
     max_documents_per_batch: int = Field(1000, ge=1)

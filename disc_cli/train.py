@@ -1,0 +1,125 @@
+"""`disc train`: train one model version from a JSONL file of documents, without the service."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a model version on documents (JSONL, one {\"text\": ...} per line)",
+        description="Train a LoRA adapter (default) or a full checkpoint on documents and write "
+                    "the artifact directory.")
+    parser.add_argument("--docs", required=True, metavar="FILE.jsonl",
+                        help="one JSON object per line with a non-empty \"text\" field")
+    parser.add_argument("--out", required=True, metavar="DIR", help="artifact directory to create")
+    parser.add_argument("--method", default="disc", choices=("disc", "sft", "sft_kl"),
+                        help="training objective (default: disc)")
+    parser.add_argument("--base", default=None, metavar="MODEL",
+                        help="base model: a Hugging Face id, a local path, or a product model name "
+                             "(default: the parent's base, else SmolLM2-135M-Instruct)")
+    parser.add_argument("--parent", default=None, metavar="ARTIFACT_DIR",
+                        help="continue from a previous version's artifact (it is also the teacher)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (constant)")
+    parser.add_argument("--epochs", type=int, default=None, help="passes over the documents")
+    parser.add_argument("--num-splits", type=_num_splits, default=None, metavar="K|all",
+                        help="DiSC split points per document")
+    parser.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
+    parser.add_argument("--seed", type=int, default=None, help="random seed")
+    parser.add_argument("--checkpoint-dir", default=None, metavar="DIR",
+                        help="write resumable checkpoints here; resume from one found here")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+    parser.set_defaults(func=run)
+
+
+def _num_splits(value: str) -> int | str:
+    if value == "all":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {value!r}")
+
+
+def read_documents(path: str) -> list[str]:
+    """The ``text`` of every non-blank line; a bad line is an error naming its number."""
+    documents = []
+    try:
+        handle = open(path, encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from exc
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+            if not isinstance(record, dict) or "text" not in record:
+                raise ValueError(f"{path}:{number}: expected an object with a \"text\" field")
+            text = record["text"]
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"{path}:{number}: \"text\" must be a non-empty string")
+            documents.append(text)
+    if not documents:
+        raise ValueError(f"{path} holds no documents")
+    return documents
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {key: value for key, value in {
+        "method": args.method, "learning_rate": args.lr, "epochs": args.epochs,
+        "num_splits": args.num_splits, "full_finetune": args.full, "seed": args.seed,
+    }.items() if value is not None}
+    try:
+        documents = read_documents(args.docs)
+    except ValueError as exc:
+        print(f"disc train: {exc}", file=sys.stderr)
+        return 2
+
+    # Heavy imports only now: `disc --help` and the other subcommands never load torch.
+    from tqdm import tqdm
+
+    from disc_engine.trainer import TrainConfig, TrainingCancelled, train
+
+    try:
+        config = TrainConfig.from_dict(overrides)
+    except ValueError as exc:
+        print(f"disc train: {exc}", file=sys.stderr)
+        return 2
+
+    bar = tqdm(total=len(documents) * config.epochs, unit="doc", file=sys.stderr)
+
+    def show(progress) -> None:
+        bar.n = progress.documents_done
+        bar.set_postfix(epoch=progress.epoch, loss=f"{progress.loss:.4f}",
+                        tok_s=f"{progress.tokens_per_second:.0f}", refresh=False)
+        bar.refresh()
+
+    try:
+        result = train(documents, out_dir=args.out, config=config, base_model=args.base,
+                       parent=args.parent, progress=show, checkpoint_dir=args.checkpoint_dir,
+                       device=args.device)
+    except (ValueError, FileExistsError, TrainingCancelled) as exc:
+        # ArtifactError and EmptyDocumentError are ValueErrors with messages meant for users.
+        bar.close()
+        print(f"disc train: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        bar.close()
+        print("disc train: interrupted"
+              + (f"; rerun with --checkpoint-dir {args.checkpoint_dir} to resume"
+                 if args.checkpoint_dir else ""), file=sys.stderr)
+        return 130
+    bar.close()
+    report = result.report
+    print(f"trained {report.documents_trained} of {report.documents_total} documents "
+          f"({result.steps} steps, final loss {result.metrics['final_loss']}); "
+          f"{len(report.documents_altered)} altered, {len(report.documents_skipped)} skipped")
+    for item in report.documents_skipped:
+        print(f"  skipped document {item['index']}: {item['reason']}")
+    print(f"artifact written to {result.artifact_dir}")
+    return 0

@@ -1,0 +1,293 @@
+"""Training objectives: DiSC (``disc_loss``) and the fine-tuning baselines it is compared with.
+
+DiSC, for one document split at sentence ``i``: the teacher reads sentences ``0 … i``
+concatenated, the student reads sentence ``i`` alone, and the student is pulled towards the
+teacher's next-token distributions on the suffix:
+
+    T² · mean over t = 2..L of KL( softmax(z_teacher / T) ‖ softmax(z_student / T) )
+
+(forward KL over the full vocabulary; the first suffix token is not predicted because the
+student has nothing to predict it from). The document loss is the mean over its splits.
+
+``disc_loss`` computes exactly what the per-split loop ``disc_loss_reference`` computes, but:
+
+* the teacher's input for every split is a prefix of the same token sequence, so ONE teacher
+  forward over sentences ``0 … max(split)`` serves all splits, and logits are projected only at
+  the positions that predict suffix tokens (``logits_to_keep``);
+* all suffixes go through the student together, as one right-padded batch with an attention
+  mask and positions starting at 0 in every row (under causal attention, right padding leaves
+  the real tokens' logits unchanged), again projecting logits only where they are needed;
+* the KL is computed in fp32, ``chunk_size`` positions at a time.
+
+Memory: teacher logits are kept for suffix positions only, ``(Σ (L_i - 1)) × vocabulary``,
+never ``document length × vocabulary``; the student's logits at those positions are kept by
+autograd for the backward pass, as in any distillation loss.
+
+Mixed precision: on CUDA the caller wraps the call in bf16 autocast; logits are upcast to
+fp32 before any softmax here.
+"""
+
+from __future__ import annotations
+
+import inspect
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+DEFAULT_CHUNK_SIZE = 256
+
+
+@dataclass(frozen=True)
+class _Split:
+    start: int            # offset of the suffix in the concatenated document
+    suffix: list[int]     # suffix token ids (capped to max_context)
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.suffix)
+
+
+def disc_loss(student, teacher, sentence_ids: list[list[int]], split_indices: list[int],
+              temperature: float = 2.0, *, max_context: int | None = None,
+              chunk_size: int = DEFAULT_CHUNK_SIZE) -> torch.Tensor:
+    """DiSC loss of one document: the mean over ``split_indices`` of the per-split loss.
+
+    Args:
+        student: the causal LM being trained (a plain transformers model or a PEFT model).
+        teacher: a frozen causal LM, or ``None``, meaning the student with its adapters switched
+            off (``student.disable_adapter()``; the student must then be a PEFT model).
+        sentence_ids: the document's sentences as token-id lists (see
+            ``disc_engine.splitting.prepare_document``). For split ``i`` the teacher reads
+            ``sentence_ids[0 … i]`` concatenated and the student reads ``sentence_ids[i]``. No
+            BOS or template is added on either side.
+        split_indices: sentence indices to split at (``choose_split_indices``); each suffix must
+            have at least 2 tokens. Index 0 is allowed (the teacher then reads the suffix alone).
+        temperature: the distillation temperature T; the loss is multiplied by T².
+        max_context: the longest input either model may read (e.g. the model's
+            ``max_position_embeddings``). A teacher input longer than this loses tokens from the
+            left of its prefix; a suffix longer than this is cut to its first ``max_context``
+            tokens for both models. ``None``: no limit.
+        chunk_size: positions per fp32 KL chunk (bounds the softmax temporaries).
+
+    Returns:
+        A scalar fp32 tensor. Gradients reach only the student's trainable parameters: the
+        teacher runs under ``torch.no_grad``.
+
+    One teacher forward serves every split whose input fits within ``max_context`` from the
+    document start; a split that does not gets a teacher forward of its own over its window.
+    """
+    _check_temperature(temperature)
+    splits = _make_splits(sentence_ids, split_indices, max_context)
+    device = _device_of(student)
+    document = [token for sentence in sentence_ids[:max(split_indices) + 1] for token in sentence]
+
+    with torch.no_grad(), _as_teacher(student, teacher) as frozen:
+        teacher_logits = _teacher_suffix_logits(frozen, document, splits, max_context, device)
+
+    student_logits = _student_suffix_logits(student, [s.suffix for s in splits], device)
+
+    # Per-position weights turn one sum over all positions into the mean over splits of the
+    # per-split mean over that split's L - 1 positions.
+    weights = torch.cat([
+        torch.full((len(s.suffix) - 1,), 1.0 / ((len(s.suffix) - 1) * len(splits)), device=device)
+        for s in splits
+    ])
+    kl = _per_position_kl(teacher_logits, student_logits, temperature, chunk_size, weights)
+    return kl * temperature ** 2
+
+
+def disc_loss_reference(student, teacher, sentence_ids: list[list[int]], split_indices: list[int],
+                        temperature: float = 2.0, *, max_context: int | None = None) -> torch.Tensor:
+    """The same loss as ``disc_loss``, computed the plain way: per split, one teacher forward over
+    prefix + suffix and one student forward over the suffix, full logits, ``F.kl_div``.
+
+    Slow; it exists as the definition ``disc_loss`` is tested and benchmarked against.
+    """
+    _check_temperature(temperature)
+    splits = _make_splits(sentence_ids, split_indices, max_context)
+    device = _device_of(student)
+    document = [token for sentence in sentence_ids for token in sentence]
+    total = torch.zeros((), device=device)
+    for split in splits:
+        teacher_input = document[:split.start] + split.suffix
+        if max_context is not None:
+            teacher_input = teacher_input[-max_context:]
+        length = len(split.suffix)
+        with torch.no_grad(), _as_teacher(student, teacher) as frozen:
+            ids = torch.tensor([teacher_input], device=_device_of(frozen))
+            teacher_logits = frozen(input_ids=ids, use_cache=False).logits[0, -length:-1]
+        ids = torch.tensor([split.suffix], device=device)
+        student_logits = student(input_ids=ids, use_cache=False).logits[0, :-1]
+        per_split = F.kl_div(
+            F.log_softmax(student_logits.float() / temperature, dim=-1),
+            F.softmax(teacher_logits.to(device).float() / temperature, dim=-1),
+            reduction="batchmean",
+        )
+        total = total + per_split * temperature ** 2
+    return total / len(splits)
+
+
+def sft_loss(model, token_ids: list[int]) -> torch.Tensor:
+    """Next-token cross-entropy on one document (the paper's FT baseline), mean over tokens 2..L."""
+    ids = _document_tensor(model, token_ids)
+    logits = model(input_ids=ids, use_cache=False).logits[0, :-1]
+    return F.cross_entropy(logits.float(), ids[0, 1:])
+
+
+def sft_kl_loss(student, reference, token_ids: list[int], beta: float = 0.1,
+                temperature: float = 1.0) -> torch.Tensor:
+    """FT+KL baseline: cross-entropy + ``beta`` · T² · mean over positions of
+    KL(reference ‖ student) at temperature T, both models reading the whole document.
+
+    ``reference`` is a frozen model, or ``None`` for the student with its adapters switched off.
+    """
+    _check_temperature(temperature)
+    ids = _document_tensor(student, token_ids)
+    with torch.no_grad(), _as_teacher(student, reference) as frozen:
+        reference_logits = frozen(input_ids=ids.to(_device_of(frozen)), use_cache=False).logits[0, :-1]
+    student_logits = student(input_ids=ids, use_cache=False).logits[0, :-1]
+    ce = F.cross_entropy(student_logits.float(), ids[0, 1:])
+    positions = student_logits.shape[0]
+    weights = torch.full((positions,), 1.0 / positions, device=ids.device)
+    kl = _per_position_kl(reference_logits.to(ids.device), student_logits, temperature,
+                          DEFAULT_CHUNK_SIZE, weights)
+    return ce + beta * kl * temperature ** 2
+
+
+# --- internals ---------------------------------------------------------------------------------
+
+def _check_temperature(temperature: float) -> None:
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+
+
+def _device_of(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _document_tensor(model, token_ids: list[int]) -> torch.Tensor:
+    if len(token_ids) < 2:
+        raise ValueError(f"a document needs at least 2 tokens to predict one, got {len(token_ids)}")
+    return torch.tensor([list(token_ids)], device=_device_of(model))
+
+
+@contextmanager
+def _as_teacher(student, teacher):
+    """The frozen model to read with: ``teacher``, or the PEFT student with adapters off."""
+    if teacher is not None:
+        yield teacher
+        return
+    if not hasattr(student, "disable_adapter"):
+        raise ValueError(
+            "teacher=None means 'the student with its adapters disabled', which needs a PEFT "
+            f"student; got {type(student).__name__}. Pass a frozen teacher model instead.")
+    with student.disable_adapter():
+        yield student
+
+
+def _make_splits(sentence_ids: list[list[int]], split_indices: list[int],
+                 max_context: int | None) -> list[_Split]:
+    if max_context is not None and max_context < 2:
+        raise ValueError(f"max_context must be at least 2 tokens, got {max_context}")
+    if not split_indices:
+        raise ValueError("split_indices is empty: the document has no valid split (skip it)")
+    offsets = [0]
+    for sentence in sentence_ids:
+        offsets.append(offsets[-1] + len(sentence))
+    splits = []
+    for index in split_indices:
+        if not 0 <= index < len(sentence_ids):
+            raise ValueError(f"split index {index} is outside the document's {len(sentence_ids)} sentences")
+        suffix = list(sentence_ids[index])
+        if len(suffix) < 2:
+            raise ValueError(f"the suffix at split index {index} has {len(suffix)} token(s); at least 2 are needed")
+        if max_context is not None:
+            suffix = suffix[:max_context]
+        splits.append(_Split(start=offsets[index], suffix=suffix))
+    return splits
+
+
+def _teacher_suffix_logits(teacher, document: list[int], splits: list[_Split],
+                           max_context: int | None, device: torch.device) -> torch.Tensor:
+    """Teacher logits at every position that predicts suffix tokens 2..L, split after split.
+
+    The logit at document position ``start + t`` predicts suffix token ``t + 2`` (1-based), so
+    split ``i`` needs positions ``start … start + L - 2``.
+    """
+    shared = [s for s in splits if max_context is None or s.end <= max_context]
+    own_window = [s for s in splits if max_context is not None and s.end > max_context]
+    pieces: dict[int, torch.Tensor] = {}
+    teacher_device = _device_of(teacher)
+
+    if shared:
+        length = max(s.end for s in shared)
+        positions = torch.cat([torch.arange(s.start, s.end - 1) for s in shared])
+        ids = torch.tensor([document[:length]], device=teacher_device)
+        logits = _logits_at_positions(teacher, ids, positions.to(teacher_device))
+        offset = 0
+        for s in shared:
+            count = len(s.suffix) - 1
+            pieces[id(s)] = logits[offset:offset + count]
+            offset += count
+    for s in own_window:
+        window_start = s.end - max_context
+        window = document[window_start:s.start] + s.suffix
+        ids = torch.tensor([window], device=teacher_device)
+        first = s.start - window_start
+        positions = torch.arange(first, first + len(s.suffix) - 1, device=teacher_device)
+        pieces[id(s)] = _logits_at_positions(teacher, ids, positions)
+    return torch.cat([pieces[id(s)] for s in splits]).to(device)
+
+
+def _logits_at_positions(model, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Logits of a one-row input at ``positions`` only, shape (len(positions), vocabulary)."""
+    if _accepts_logits_to_keep(model):
+        return model(input_ids=ids, use_cache=False, logits_to_keep=positions).logits[0]
+    return model(input_ids=ids, use_cache=False).logits[0, positions]
+
+
+def _student_suffix_logits(student, suffixes: list[list[int]], device: torch.device) -> torch.Tensor:
+    """Student logits at positions 0 … L-2 of every suffix, suffix after suffix."""
+    lengths = torch.tensor([len(s) for s in suffixes])
+    width = int(lengths.max())
+    ids = torch.zeros((len(suffixes), width), dtype=torch.long)
+    for row, suffix in enumerate(suffixes):
+        ids[row, :len(suffix)] = torch.tensor(suffix)
+    columns = torch.arange(width).unsqueeze(0)
+    attention_mask = (columns < lengths.unsqueeze(1)).long()
+    keep = columns < (lengths - 1).unsqueeze(1)
+    inputs = dict(input_ids=ids.to(device), attention_mask=attention_mask.to(device),
+                  position_ids=columns.expand(len(suffixes), width).to(device), use_cache=False)
+    keep = keep.to(device)
+    if _accepts_logits_to_keep(student):
+        # A boolean (batch, length) mask keeps exactly the needed positions, flattened row by row.
+        logits = student(**inputs, logits_to_keep=keep).logits
+        if logits.dim() != 2 or logits.shape[0] != int(keep.sum()):
+            raise RuntimeError(
+                f"{type(student).__name__} does not support a boolean logits_to_keep mask "
+                f"(got logits of shape {tuple(logits.shape)}); transformers >= 5 is required")
+        return logits
+    return student(**inputs).logits[keep]
+
+
+def _accepts_logits_to_keep(model) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
+def _per_position_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperature: float,
+                     chunk_size: int, weights: torch.Tensor) -> torch.Tensor:
+    """Σ_p weights[p] · KL(softmax(teacher_p / T) ‖ softmax(student_p / T)), in fp32 chunks."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    total = torch.zeros((), device=student_logits.device)
+    for start in range(0, student_logits.shape[0], chunk_size):
+        stop = start + chunk_size
+        teacher_log_probs = F.log_softmax(teacher_logits[start:stop].float() / temperature, dim=-1)
+        student_log_probs = F.log_softmax(student_logits[start:stop].float() / temperature, dim=-1)
+        per_position = F.kl_div(student_log_probs, teacher_log_probs, log_target=True,
+                                reduction="none").sum(-1)
+        total = total + (per_position * weights[start:stop]).sum()
+    return total

@@ -1,0 +1,477 @@
+"""Train a new model version from a parent on a batch of documents: DiSC, or a fine-tuning baseline.
+
+Reads top to bottom: configuration → setup (parent, model, teacher, documents) → resume →
+loop (one optimizer step per document) → artifact.
+
+The parent is the base model, or the base plus a previous version's artifact; the teacher is
+that parent, frozen. With LoRA (the default) the teacher is the student's own PeftModel: the
+adapter switched off for a first version, the parent adapter loaded frozen beside the trainable
+one for a chained version. With full fine-tuning the teacher is a frozen copy of the parent.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from disc_engine.splitting import EmptyDocumentError, choose_split_indices, prepare_document
+
+DEFAULT_LEARNING_RATE = 1e-4
+METHODS = ("disc", "sft", "sft_kl")
+# The FT+KL baseline keeps the paper's temperature; ``TrainConfig.temperature`` is DiSC's.
+SFT_KL_TEMPERATURE = 1.0
+CHECKPOINT_FORMAT = 1
+_CHECKPOINT_PREFIX = "ckpt-"
+
+
+class TrainingCancelled(Exception):
+    """``should_stop()`` asked the run to end; raised between two documents."""
+
+
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass
+class TrainConfig:
+    method: str = field(default="disc", metadata=_help(
+        "Training objective: 'disc' (distillation via split contexts), 'sft' (next-token "
+        "cross-entropy) or 'sft_kl' (cross-entropy + beta * KL to the parent)."))
+    learning_rate: float = field(default=DEFAULT_LEARNING_RATE, metadata=_help(
+        "Constant AdamW learning rate, in (0, 1]."))
+    epochs: int = field(default=1, metadata=_help(
+        "Passes over the documents, each in a freshly shuffled (seeded) order."))
+    num_splits: int | str = field(default=5, metadata=_help(
+        "DiSC split points per document (k): k-1 random sentences plus the last; 'all' uses "
+        "every sentence after the first."))
+    temperature: float = field(default=2.0, metadata=_help(
+        "DiSC distillation temperature T (the loss is scaled by T²)."))
+    beta: float = field(default=0.1, metadata=_help(
+        "Weight of the KL term for 'sft_kl'."))
+    full_finetune: bool = field(default=False, metadata=_help(
+        "Train every weight instead of a LoRA adapter (the teacher is then a frozen copy)."))
+    lora_r: int = field(default=16, metadata=_help(
+        "LoRA rank for a new adapter (a chained version keeps its parent's)."))
+    lora_alpha: int = field(default=32, metadata=_help(
+        "LoRA scaling alpha for a new adapter."))
+    lora_dropout: float = field(default=0.0, metadata=_help(
+        "Dropout on the LoRA path for a new adapter, in [0, 1)."))
+    seed: int = field(default=0, metadata=_help(
+        "Seed for adapter initialisation, document order and split points."))
+    checkpoint_every: int = field(default=10, metadata=_help(
+        "Documents between resumable checkpoints (when a checkpoint directory is given)."))
+    max_context: int | None = field(default=None, metadata=_help(
+        "Longest input in tokens; longer documents are truncated or windowed. Default: the "
+        "model's max_position_embeddings."))
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}")
+        self.learning_rate = _number("learning_rate", self.learning_rate)
+        if not 0 < self.learning_rate <= 1:
+            raise ValueError(f"learning_rate must be in (0, 1]; got {self.learning_rate}")
+        _integer("epochs", self.epochs, minimum=1)
+        if self.num_splits != "all":
+            if isinstance(self.num_splits, bool) or not isinstance(self.num_splits, int) \
+                    or self.num_splits < 1:
+                raise ValueError(f"num_splits must be an integer >= 1 or 'all'; got {self.num_splits!r}")
+        self.temperature = _number("temperature", self.temperature)
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be positive; got {self.temperature}")
+        self.beta = _number("beta", self.beta)
+        if self.beta < 0:
+            raise ValueError(f"beta must be >= 0; got {self.beta}")
+        if not isinstance(self.full_finetune, bool):
+            raise ValueError(f"full_finetune must be true or false; got {self.full_finetune!r}")
+        _integer("lora_r", self.lora_r, minimum=1)
+        self.lora_alpha = _number("lora_alpha", self.lora_alpha)
+        if not self.lora_alpha > 0:
+            raise ValueError(f"lora_alpha must be positive; got {self.lora_alpha}")
+        self.lora_dropout = _number("lora_dropout", self.lora_dropout)
+        if not 0 <= self.lora_dropout < 1:
+            raise ValueError(f"lora_dropout must be in [0, 1); got {self.lora_dropout}")
+        _integer("seed", self.seed, minimum=0)
+        _integer("checkpoint_every", self.checkpoint_every, minimum=1)
+        if self.max_context is not None:
+            _integer("max_context", self.max_context, minimum=2)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Build from user-supplied hyperparameters; unknown keys are an error naming them."""
+        if not isinstance(values, dict):
+            raise ValueError(f"hyperparameters must be an object; got {type(values).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown hyperparameter(s): {', '.join(map(str, unknown))}; "
+                             f"known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        """Field name → help text, e.g. for an API schema or a command's --help."""
+        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+
+
+def _number(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number; got {value!r}")
+    return float(value)
+
+
+def _integer(name: str, value, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+
+
+@dataclass
+class Progress:
+    documents_done: int    # documents processed so far, over all epochs (trained or skipped)
+    documents_total: int   # len(documents) * epochs
+    step: int              # optimizer steps so far
+    loss: float            # the latest training step's loss (0.0 before the first)
+    tokens_per_second: float
+    epoch: int             # 0-based epoch of the document just processed
+
+
+@dataclass
+class TrainReport:
+    documents_total: int
+    documents_trained: int
+    documents_altered: list[dict] = field(default_factory=list)   # {index, reason}
+    documents_skipped: list[dict] = field(default_factory=list)   # {index, reason}
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainResult:
+    artifact_dir: str
+    report: TrainReport
+    steps: int
+    metrics: dict
+    losses: list[float] = field(default_factory=list)   # one per optimizer step, in order
+
+
+def train(documents: list[str], *, out_dir: str, config: TrainConfig,
+          base_model: str | None = None, parent: str | None = None,
+          progress: Callable[[Progress], None] | None = None,
+          checkpoint_dir: str | None = None,
+          should_stop: Callable[[], bool] | None = None,
+          device: str | None = None) -> TrainResult:
+    """Train on ``documents`` starting from ``parent`` (or ``base_model``) and write an artifact.
+
+    ``parent`` is a previous version's artifact directory; ``base_model`` defaults to the one
+    the parent was trained on, or to the product's default model. With ``checkpoint_dir``, a
+    resumable checkpoint is written every ``config.checkpoint_every`` documents, and a run that
+    finds one there continues from it and reaches the same result as an uninterrupted run.
+    Raises ``EmptyDocumentError`` before training when a document is empty and
+    ``TrainingCancelled`` when ``should_stop()`` turns true.
+    """
+    from disc_engine import artifacts
+    from disc_engine.models import DEFAULT_MODEL, load_tokenizer, model_checksum
+
+    if not documents:
+        raise ValueError("no documents to train on")
+    for index, text in enumerate(documents):
+        if not isinstance(text, str) or not text.strip():
+            raise EmptyDocumentError(f"document {index} is empty or whitespace only")
+
+    # --- parent and base ---
+    parent_meta = artifacts.read_meta(parent) if parent is not None else None
+    if parent_meta is not None:
+        parent_kind = artifacts.artifact_kind(parent)
+        if (parent_kind == "full") != config.full_finetune:
+            wanted = "full fine-tuning" if config.full_finetune else "LoRA"
+            raise artifacts.ArtifactError(
+                f"parent {parent} is a {parent_kind} artifact but this run uses {wanted}; "
+                "a lineage keeps one parameterization")
+        base_model = base_model or parent_meta["base_model"]
+    base_model = base_model or DEFAULT_MODEL
+    base_checksum = model_checksum(base_model)
+    if parent_meta is not None and parent_meta.get("base_model_checksum") not in (None, base_checksum):
+        raise artifacts.ArtifactError(
+            f"parent {parent} was trained on a different base than {base_model} (checksums differ)")
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    on_cuda = torch.device(device).type == "cuda"
+    torch.manual_seed(config.seed)
+
+    tokenizer = load_tokenizer(base_model)
+    model, teacher = _build_models(config, base_model, parent, device, on_cuda)
+    max_context = config.max_context or getattr(model.config, "max_position_embeddings", None)
+
+    # --- documents ---
+    prepared = []
+    altered: dict[int, str] = {}
+    for index, text in enumerate(documents):
+        try:
+            doc = prepare_document(text, tokenizer)
+        except EmptyDocumentError as exc:
+            raise EmptyDocumentError(f"document {index}: {exc}") from exc
+        reasons = list(doc.alterations)
+        if max_context is not None and doc.token_count > max_context:
+            reasons.append(_context_alteration(config.method, doc.token_count, max_context))
+        if reasons:
+            altered[index] = "; ".join(reasons)
+        prepared.append(doc)
+
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW([p for _, p in trainable], lr=config.learning_rate,
+                                  betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+    split_rng = random.Random(config.seed)
+    fingerprint = {
+        "config": {k: v for k, v in config.to_dict().items() if k != "checkpoint_every"},
+        "data_hash": artifacts.data_hash(documents),
+        "base_model_checksum": base_checksum,
+        "parent": os.path.abspath(parent) if parent is not None else None,
+    }
+
+    # --- state, possibly resumed ---
+    state = {"position": 0, "steps": 0, "losses": [], "trained": [], "skipped": {},
+             "train_seconds": 0.0, "tokens": 0}
+    if checkpoint_dir is not None:
+        saved = _latest_checkpoint(checkpoint_dir)
+        if saved is not None:
+            state = _restore_checkpoint(saved, fingerprint, trainable, optimizer, split_rng)
+
+    # --- loop: one optimizer step per document ---
+    count = len(documents)
+    total = count * config.epochs
+    trained, skipped = set(state["trained"]), dict(state["skipped"])
+    model.train()
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if on_cuda else nullcontext
+    for position in range(state["position"], total):
+        if should_stop is not None and should_stop():
+            raise TrainingCancelled(f"training cancelled after {position} of {total} documents")
+        epoch = position // count
+        index = _epoch_order(config.seed, epoch, count)[position % count]
+        doc = prepared[index]
+        started = time.perf_counter()
+        with autocast():
+            loss, reason = _document_loss(config, model, teacher, doc, split_rng, max_context)
+        if loss is None:
+            skipped.setdefault(index, reason)
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            state["losses"].append(loss.item())
+            state["steps"] += 1
+            state["tokens"] += doc.token_count
+            trained.add(index)
+        state["train_seconds"] += time.perf_counter() - started
+        state["position"] = position + 1
+        if checkpoint_dir is not None and state["position"] % config.checkpoint_every == 0 \
+                and state["position"] < total:
+            state["trained"], state["skipped"] = sorted(trained), skipped
+            _save_checkpoint(checkpoint_dir, state, fingerprint, trainable, optimizer, split_rng)
+        if progress is not None:
+            progress(Progress(
+                documents_done=position + 1, documents_total=total, step=state["steps"],
+                loss=state["losses"][-1] if state["losses"] else 0.0,
+                tokens_per_second=_rate(state), epoch=epoch))
+
+    # --- artifact ---
+    model.eval()
+    report = TrainReport(
+        documents_total=count,
+        documents_trained=len(trained),
+        documents_altered=[{"index": i, "reason": r} for i, r in sorted(altered.items())],
+        documents_skipped=[{"index": i, "reason": r} for i, r in sorted(skipped.items())],
+    )
+    losses = state["losses"]
+    metrics = {
+        "mean_loss": sum(losses) / len(losses) if losses else None,
+        "first_loss": losses[0] if losses else None,
+        "final_loss": losses[-1] if losses else None,
+        "epoch_mean_losses": _epoch_means(losses, config.epochs),
+        "train_seconds": state["train_seconds"],
+        "tokens": state["tokens"],
+        "tokens_per_second": _rate(state),
+        "learning_rate": config.learning_rate,
+        "device": str(device),
+    }
+    artifact_dir = artifacts.save_artifact(
+        model, out_dir, base_model=base_model, base_model_checksum=base_checksum,
+        parent=os.path.abspath(parent) if parent is not None else None,
+        method=config.method, config=config.to_dict(), data_hash=fingerprint["data_hash"],
+        steps=state["steps"], metrics=metrics, report=report.to_dict(), tokenizer=tokenizer)
+    return TrainResult(artifact_dir=artifact_dir, report=report, steps=state["steps"],
+                       metrics=metrics, losses=list(losses))
+
+
+# --- setup ---------------------------------------------------------------------------------------
+
+def _build_models(config: TrainConfig, base_model: str, parent: str | None, device: str,
+                  on_cuda: bool):
+    """The trainable model and its frozen teacher (``None``: the student with adapters off)."""
+    from disc_engine import adapters
+    from disc_engine.artifacts import load_artifact
+    from disc_engine.models import load_model
+
+    if config.full_finetune:
+        model = load_artifact(parent, device=device) if parent is not None \
+            else load_model(base_model, device=device)
+        model.requires_grad_(True)
+        if config.method == "sft":
+            return model, None
+        teacher = copy.deepcopy(model)
+        if on_cuda:
+            teacher = teacher.to(torch.bfloat16)
+        return model, teacher.eval().requires_grad_(False)
+    base = load_model(base_model, device=device)
+    if parent is None:
+        model = adapters.new_lora_model(base, r=config.lora_r, alpha=config.lora_alpha,
+                                        dropout=config.lora_dropout)
+        return model.to(device), None
+    model = adapters.chained_lora_model(base, parent).to(device)
+    return model, adapters.ParentAdapterTeacher(model)
+
+
+def _context_alteration(method: str, token_count: int, max_context: int) -> str:
+    if method == "disc":
+        return (f"{token_count} tokens exceed the {max_context}-token context: "
+                "teacher prefixes truncated from the left")
+    windows = math.ceil(token_count / max_context)
+    return f"{token_count} tokens exceed the {max_context}-token context: trained in {windows} windows"
+
+
+# --- one document ------------------------------------------------------------------------------
+
+def _document_loss(config: TrainConfig, model, teacher, doc, split_rng: random.Random,
+                   max_context: int | None):
+    """(loss, None) for a trainable document, (None, reason) for one that cannot be trained."""
+    from disc_engine.loss import disc_loss, sft_kl_loss, sft_loss
+
+    if config.method == "disc":
+        split_indices = choose_split_indices(doc.sentence_ids, config.num_splits, split_rng)
+        if not split_indices:
+            return None, ("no valid split: no sentence after the first has at least 2 tokens "
+                          f"({len(doc.sentence_ids)} sentence(s), {doc.token_count} tokens)")
+        return disc_loss(model, teacher, doc.sentence_ids, split_indices, config.temperature,
+                         max_context=max_context), None
+
+    tokens = [token for sentence in doc.sentence_ids for token in sentence]
+    windows = _windows(tokens, max_context)
+    if not windows:
+        return None, f"fewer than 2 tokens ({len(tokens)}): nothing to predict"
+    predicted = sum(len(w) - 1 for w in windows)
+    loss = torch.zeros((), device=next(model.parameters()).device)
+    for window in windows:
+        if config.method == "sft":
+            window_loss = sft_loss(model, window)
+        else:
+            window_loss = sft_kl_loss(model, teacher, window, config.beta, SFT_KL_TEMPERATURE)
+        # Weighted by predicted tokens so a windowed document counts like an unwindowed one.
+        loss = loss + window_loss * ((len(window) - 1) / predicted)
+    return loss, None
+
+
+def _windows(tokens: list[int], max_context: int | None) -> list[list[int]]:
+    """Consecutive windows of at most ``max_context`` tokens, each with at least 2 tokens."""
+    size = max_context or len(tokens) or 1
+    windows = [tokens[start:start + size] for start in range(0, len(tokens), size)]
+    return [w for w in windows if len(w) >= 2]
+
+
+def _epoch_order(seed: int, epoch: int, count: int) -> list[int]:
+    # Derived from (seed, epoch) alone, so a resumed run needs no saved order.
+    order = list(range(count))
+    random.Random(f"disc-order:{seed}:{epoch}").shuffle(order)
+    return order
+
+
+def _rate(state: dict) -> float:
+    return state["tokens"] / state["train_seconds"] if state["train_seconds"] > 0 else 0.0
+
+
+def _epoch_means(losses: list[float], epochs: int) -> list[float]:
+    # Every epoch trains the same documents (skipping depends on the document alone).
+    per_epoch = len(losses) // epochs
+    if per_epoch == 0:
+        return []
+    return [sum(losses[e * per_epoch:(e + 1) * per_epoch]) / per_epoch for e in range(epochs)]
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+
+def _latest_checkpoint(checkpoint_dir: str) -> Path | None:
+    root = Path(checkpoint_dir)
+    if not root.is_dir():
+        return None
+    found = sorted(p for p in root.iterdir()
+                   if p.name.startswith(_CHECKPOINT_PREFIX) and (p / "state.pt").is_file())
+    return found[-1] / "state.pt" if found else None
+
+
+def _save_checkpoint(checkpoint_dir: str, state: dict, fingerprint: dict, trainable, optimizer,
+                     split_rng: random.Random) -> None:
+    """Everything a resumed run needs, written to a temporary directory and renamed into place."""
+    root = Path(checkpoint_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "fingerprint": fingerprint,
+        "state": {**state, "skipped": [[i, r] for i, r in sorted(state["skipped"].items())]},
+        "weights": {name: p.detach().to("cpu", copy=True) for name, p in trainable},
+        "optimizer": optimizer.state_dict(),
+        "split_rng": split_rng.getstate(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    target = root / f"{_CHECKPOINT_PREFIX}{state['position']:09d}"
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
+    try:
+        with open(staging / "state.pt", "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if target.exists():
+            shutil.rmtree(target)
+        os.rename(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for older in root.iterdir():
+        if older.name.startswith(_CHECKPOINT_PREFIX) and older.name < target.name:
+            shutil.rmtree(older, ignore_errors=True)
+
+
+def _restore_checkpoint(path: Path, fingerprint: dict, trainable, optimizer,
+                        split_rng: random.Random) -> dict:
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint {path} has format {payload.get('format')}, "
+                         f"expected {CHECKPOINT_FORMAT}")
+    if payload["fingerprint"] != fingerprint:
+        differing = sorted(k for k in fingerprint if payload["fingerprint"].get(k) != fingerprint[k])
+        raise ValueError(f"checkpoint {path} belongs to a different run (differs in: "
+                         f"{', '.join(differing)}); use an empty checkpoint directory")
+    weights = payload["weights"]
+    with torch.no_grad():
+        for name, param in trainable:
+            param.copy_(weights[name].to(param.device))
+    optimizer.load_state_dict(payload["optimizer"])
+    split_rng.setstate(payload["split_rng"])
+    torch.set_rng_state(payload["torch_rng"])
+    if payload["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(payload["cuda_rng"])
+    state = dict(payload["state"])
+    state["skipped"] = {int(i): r for i, r in state["skipped"]}
+    return state

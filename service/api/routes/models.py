@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from fastapi.responses import StreamingResponse
+
+from service.api.deps import ModelsPromoter, ModelsReader, SessionDep, SettingsDep
+from service.auth import Principal
+from service.errors import ERROR_RESPONSES, ApiError, not_found
+from service.presenters import alias_moves_public, version_public
+from service.schemas import AliasHistoryPublic, LineageName, VersionPublic, VersionsPublic
+from store import repo, storage
+from store.models import Lineage, ModelVersion
+
+router = APIRouter(prefix="/models", tags=["models"], responses=ERROR_RESPONSES)
+
+LineagePath = Annotated[LineageName, Path()]
+VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+def _lineage(session, principal: Principal, name: str) -> Lineage:
+    principal.check_lineage(name)
+    lineage = repo.get_lineage(session, name)
+    if lineage is None:
+        raise not_found(f"lineage {name!r}", "lineage")
+    return lineage
+
+
+def _version(session, principal: Principal, lineage: str, number: int) -> ModelVersion:
+    version = repo.get_version(session, _lineage(session, principal, lineage), number)
+    if version is None:
+        raise not_found(f"version {number} of lineage {lineage!r}", "version")
+    return version
+
+
+@router.get("/latest", response_model=VersionPublic)
+def latest(session: SessionDep, settings: SettingsDep, principal: ModelsReader,
+           lineage: LineageName | None = None) -> VersionPublic:
+    """The version ``latest`` points at (default lineage unless ``?lineage=``); 404 no_promoted_version if none."""
+    name = lineage or principal.default_lineage(settings)
+    principal.check_lineage(name)
+    version = repo.latest_version(session, name)
+    if version is None:
+        raise not_found(f"a promoted version of lineage {name!r}", "lineage", code="no_promoted_version")
+    return version_public(session, settings, version, latest_id=version.id)
+
+
+@router.get("/{lineage}/versions", response_model=VersionsPublic)
+def list_versions(lineage: LineagePath, session: SessionDep, settings: SettingsDep,
+                  principal: ModelsReader) -> VersionsPublic:
+    """Every version of a lineage, oldest first, candidates and rejected ones included."""
+    found = _lineage(session, principal, lineage)
+    alias = repo.get_alias(session, found)
+    latest_id = alias.version_id if alias else -1
+    return VersionsPublic(data=[version_public(session, settings, v, latest_id)
+                                for v in repo.list_versions(session, found)])
+
+
+@router.get("/{lineage}/versions/{number}", response_model=VersionPublic)
+def get_version(lineage: LineagePath, number: VersionNumber, session: SessionDep, settings: SettingsDep,
+                principal: ModelsReader) -> VersionPublic:
+    return version_public(session, settings, _version(session, principal, lineage, number))
+
+
+@router.get("/{lineage}/versions/{number}/artifact", response_class=StreamingResponse,
+            responses={200: {"content": {"application/gzip": {}}, "description": "tar.gz of the artifact"}})
+def download_artifact(lineage: LineagePath, number: VersionNumber, session: SessionDep, settings: SettingsDep,
+                      principal: ModelsReader) -> StreamingResponse:
+    """The version's artifact directory (weights or adapter, meta.json) as a tar.gz.
+
+    Its checksum is verified first: a missing or damaged artifact is refused (409 artifact_corrupt)
+    rather than sent as a broken download.
+    """
+    version = _version(session, principal, lineage, number)
+    try:
+        path = storage.resolve_artifact(settings, version.artifact_uri)
+        storage.verify_artifact(path, version.artifact_sha256)
+    except storage.ArtifactCorrupt as exc:
+        raise ApiError(409, "artifact_corrupt", f"the artifact of version {number} of {lineage!r} is missing or "
+                       "damaged and cannot be served") from exc
+    name = f"{storage.safe_name(lineage)}-v{number}"
+    return StreamingResponse(storage.iter_tar_gz(path, arcname=name), media_type="application/gzip",
+                             headers={"Content-Disposition": f'attachment; filename="{name}.tar.gz"',
+                                      "X-Artifact-SHA256": version.artifact_sha256})
+
+
+@router.post("/{lineage}/versions/{number}/promote", response_model=VersionPublic)
+def promote(lineage: LineagePath, number: VersionNumber, session: SessionDep, settings: SettingsDep,
+            principal: ModelsPromoter) -> VersionPublic:
+    """Point ``latest`` at this version: roll back to an older one or forward to a candidate."""
+    version = _version(session, principal, lineage, number)
+    try:
+        repo.move_alias(session, version.lineage, version, reason="manual", actor=principal.name)
+    except repo.VersionRejected as exc:
+        raise ApiError(409, "version_rejected", str(exc), "version") from exc
+    session.commit()
+    return version_public(session, settings, version, latest_id=version.id)
+
+
+@router.get("/{lineage}/aliases/latest/history", response_model=AliasHistoryPublic)
+def latest_history(lineage: LineagePath, session: SessionDep, principal: ModelsReader) -> AliasHistoryPublic:
+    """Every move of ``latest``, oldest first: promotions by policy, roll backs, roll forwards."""
+    found = _lineage(session, principal, lineage)
+    entries = repo.alias_history(session, found, repo.LATEST)
+    return AliasHistoryPublic(data=alias_moves_public(session, entries, repo.LATEST))

@@ -1,0 +1,43 @@
+"""The application factory: ``create_app(settings)``; uvicorn runs ``service.app:create_app --factory``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from service.api.routes import health, jobs, models, updates
+from service.errors import install_error_handlers
+from service.middleware import BodyLimitMiddleware
+from store.db import get_engine, session_factory
+from store.settings import Settings, get_settings
+
+
+class UnsafeConfiguration(RuntimeError):
+    pass
+
+
+def check_safe(settings: Settings) -> None:
+    """Production must authenticate unless the operator explicitly says otherwise."""
+    if settings.environment == "production" and settings.auth_disabled \
+            and not settings.allow_unauthenticated_production:
+        raise UnsafeConfiguration(
+            "refusing to start: DISC_AUTH_DISABLED=true with DISC_ENVIRONMENT=production would leave the API "
+            "open; unset DISC_AUTH_DISABLED, or set DISC_ALLOW_UNAUTHENTICATED_PRODUCTION=true to accept that")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    check_safe(settings)
+    app = FastAPI(
+        title="DiSC knowledge-update service",
+        version="0.1.0",
+        description="Submit documents; a worker distils them into a new version of the model "
+                    "(DiSC: Distillation via Split Contexts); read progress, scores and artifacts.",
+    )
+    app.state.settings = settings
+    app.state.engine = get_engine(settings)
+    app.state.session_factory = session_factory(settings)
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    for router in (updates.router, jobs.router, models.router, health.router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,204 @@
+"""Request and response bodies, one family per resource: updates, jobs, models, aliases.
+
+Request models forbid unknown fields, so a misspelt option is an error instead of being
+silently ignored. Hyperparameters are checked here against an allow-list with the engine's
+ranges, so the API refuses a bad job at once without importing torch.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, field_validator, model_validator
+
+Method = Literal["disc", "sft", "sft_kl"]
+LineageName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+                                   description="Letters, digits, '.', '_' and '-'; at most 100 characters.")]
+Number = StrictInt | StrictFloat
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- updates ----------------------------------------------------------------------------------
+
+class DocumentIn(_Request):
+    text: str = Field(description="The new knowledge, as plain text. Must not be empty or only whitespace.")
+    id: str | None = Field(None, max_length=200, description="Your identifier for the document.")
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("document text is empty or only whitespace")
+        return text
+
+
+class Hyperparameters(_Request):
+    """Training options the engine accepts; anything else is refused by name."""
+
+    learning_rate: Number | None = Field(None, gt=0, le=1)
+    epochs: StrictInt | None = Field(None, ge=1, le=20)
+    num_splits: Annotated[StrictInt, Field(ge=1, le=64)] | Literal["all"] | None = Field(
+        None, description="Split points per document (1..64) or \"all\" sentence boundaries.")
+    temperature: Number | None = Field(None, gt=0, le=10)
+    beta: Number | None = Field(None, ge=0, le=10, description="Weight of the KL term (sft_kl).")
+    full_finetune: StrictBool | None = None
+    lora_r: StrictInt | None = Field(None, ge=1, le=256)
+    lora_alpha: Number | None = Field(None, gt=0)
+    lora_dropout: Number | None = Field(None, ge=0, lt=1)
+    seed: StrictInt | None = Field(None, ge=0)
+
+
+class ProbeIn(_Request):
+    """A multiple-choice question the new version should answer correctly."""
+
+    question: str = Field(min_length=1)
+    options: list[Annotated[str, Field(min_length=1)]] = Field(min_length=2, max_length=10)
+    answer: StrictInt = Field(ge=0, description="Index into options of the correct one.")
+    document_id: str | None = Field(None, description="id of the batch's document this probe tests.")
+
+    @field_validator("question")
+    @classmethod
+    def _question_not_blank(cls, question: str) -> str:
+        if not question.strip():
+            raise ValueError("probe question is empty or only whitespace")
+        return question
+
+    @field_validator("options")
+    @classmethod
+    def _options_not_blank(cls, options: list[str]) -> list[str]:
+        for i, option in enumerate(options):
+            if not option.strip():
+                raise ValueError(f"option {i} is empty or only whitespace")
+        return options
+
+    @model_validator(mode="after")
+    def _answer_in_range(self) -> "ProbeIn":
+        if self.answer >= len(self.options):
+            raise ValueError(f"answer {self.answer} is not an index of the {len(self.options)} options")
+        return self
+
+
+class PromotionIn(_Request):
+    """When the new version becomes ``latest``; bounds left out come from the server's settings."""
+
+    policy: Literal["auto", "always", "never"] = "auto"
+    max_retention_kl_vs_parent: Number | None = Field(None, ge=0)
+    max_retention_kl_vs_base: Number | None = Field(None, ge=0)
+    min_format_compliance: Number | None = Field(None, ge=0, le=1)
+
+
+class UpdateCreate(_Request):
+    documents: list[DocumentIn] = Field(min_length=1, description="At least one document.")
+    lineage: LineageName | None = Field(None, description="Default: the server's default lineage (or the key's).")
+    method: Method = "disc"
+    hyperparameters: Hyperparameters | None = None
+    probes: list[ProbeIn] | None = None
+    promotion: PromotionIn | None = None
+
+    @model_validator(mode="after")
+    def _probes_name_known_documents(self) -> "UpdateCreate":
+        known = {d.id for d in self.documents if d.id is not None}
+        for i, probe in enumerate(self.probes or []):
+            if probe.document_id is not None and probe.document_id not in known:
+                raise ValueError(f"probes[{i}].document_id {probe.document_id!r} names no document of this batch")
+        return self
+
+
+# --- jobs -------------------------------------------------------------------------------------
+
+JobStatusName = Literal["queued", "running", "evaluating", "succeeded", "failed", "cancelled"]
+
+
+class ProgressPublic(BaseModel):
+    documents_done: int = 0
+    documents_total: int = 0
+    step: int | None = None
+    total_steps: int | None = None
+    loss: float | None = None
+    tokens_per_second: float | None = None
+    eta_seconds: float | None = None
+
+
+class JobErrorPublic(BaseModel):
+    code: str
+    message: str
+
+
+class VersionPublic(BaseModel):
+    lineage: str
+    version: int
+    parent_version: int | None
+    base_model: str
+    method: str
+    state: Literal["candidate", "promoted", "rejected"]
+    is_latest: bool
+    created_at: datetime
+    scores: dict[str, float | None]
+    artifact_kind: str
+    artifact_url: str
+    artifact_sha256: str
+    job_id: str | None
+
+
+class VersionsPublic(BaseModel):
+    data: list[VersionPublic]
+
+
+class JobPublic(BaseModel):
+    id: str
+    status: JobStatusName
+    lineage: str
+    method: str
+    progress: ProgressPublic
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: JobErrorPublic | None
+    attempts: int
+    parent_version: int | None
+    result_version: VersionPublic | None
+
+
+class JobsPublic(BaseModel):
+    data: list[JobPublic]
+    next_cursor: str | None
+
+
+class JobEventPublic(BaseModel):
+    id: int
+    kind: str
+    message: str
+    data: dict[str, Any] | None
+    created_at: datetime
+
+
+class JobEventsPublic(BaseModel):
+    data: list[JobEventPublic]
+
+
+# --- aliases ----------------------------------------------------------------------------------
+
+class AliasMovePublic(BaseModel):
+    alias: str
+    from_version: int | None
+    to_version: int
+    reason: str
+    actor: str | None
+    created_at: datetime
+
+
+class AliasHistoryPublic(BaseModel):
+    data: list[AliasMovePublic]
+
+
+# --- health -----------------------------------------------------------------------------------
+
+class HealthPublic(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = {}

@@ -1,0 +1,242 @@
+"""Artifact storage on a local or shared folder (``DISC_ARTIFACT_DIR``).
+
+Layout under the artifact folder::
+
+    <lineage>/v<n>-<job id>/      one model version's artifact (never overwritten)
+    .checkpoints/<job id>/        training checkpoints, so a redelivered job resumes
+    .eval-cache/                  evaluation caches shared by jobs (base-model answers)
+    .locks/                       lock files serialising jobs of one lineage on SQLite
+
+The database stores an artifact's location relative to the artifact folder, so the folder can
+be mounted at different paths by the API and the workers, and its sha256 (``directory_sha256``)
+so that a reader can tell a complete artifact from a damaged one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+
+from store.settings import Settings
+
+CHUNK_BYTES = 1 << 20
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class ArtifactCorrupt(Exception):
+    """An artifact's files do not match the checksum recorded for it."""
+
+
+class ArtifactMissing(ArtifactCorrupt):
+    """An artifact recorded in the database is not on disk."""
+
+
+# -- paths -------------------------------------------------------------------------------------
+
+def artifact_root(settings: Settings) -> Path:
+    return Path(settings.artifact_dir)
+
+
+def safe_name(name: str) -> str:
+    """A lineage name as one path component: no separators, no leading dots."""
+    cleaned = _UNSAFE.sub("_", name).lstrip(".")
+    return cleaned or "_"
+
+
+def version_relpath(lineage_name: str, number: int, job_id: str) -> str:
+    """Where version ``number`` of a lineage lives, relative to the artifact folder (the stored URI)."""
+    return f"{safe_name(lineage_name)}/v{number}-{job_id}"
+
+
+def resolve_artifact(settings: Settings, uri: str) -> Path:
+    """The directory for a stored artifact URI (relative to the artifact folder, or absolute)."""
+    path = Path(uri)
+    if path.is_absolute():
+        return path
+    relative = PurePosixPath(uri)
+    if ".." in relative.parts:
+        raise ArtifactMissing(f"artifact URI {uri!r} points outside the artifact folder")
+    return artifact_root(settings) / relative
+
+
+def checkpoint_dir(settings: Settings, job_id: str) -> Path:
+    return artifact_root(settings) / ".checkpoints" / job_id
+
+
+def eval_cache_dir(settings: Settings) -> Path:
+    return artifact_root(settings) / ".eval-cache"
+
+
+def lock_path(settings: Settings, name: str) -> Path:
+    return artifact_root(settings) / ".locks" / f"{safe_name(name)}.lock"
+
+
+# -- checksums ---------------------------------------------------------------------------------
+
+def _files(root: Path) -> list[tuple[str, Path]]:
+    found = []
+    for directory, subdirs, files in os.walk(root):
+        subdirs.sort()
+        for name in files:
+            full = Path(directory) / name
+            found.append((full.relative_to(root).as_posix(), full))
+    return sorted(found)
+
+
+def directory_sha256(path: str | os.PathLike) -> str:
+    """sha256 over every file of a directory: relative POSIX name, size and bytes, in name order.
+
+    Names and sizes are part of the digest so that renaming a file, or moving bytes from one
+    file to the next, changes it.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise ArtifactMissing(f"artifact directory {root} does not exist")
+    digest = hashlib.sha256()
+    for relative, full in _files(root):
+        encoded = relative.encode("utf-8")
+        digest.update(len(encoded).to_bytes(4, "big"))
+        digest.update(encoded)
+        digest.update(full.stat().st_size.to_bytes(8, "big"))
+        with full.open("rb") as handle:
+            for block in iter(lambda: handle.read(CHUNK_BYTES), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_artifact(path: str | os.PathLike, expected_sha256: str) -> None:
+    """Raise ``ArtifactMissing``/``ArtifactCorrupt`` unless the directory hashes to ``expected_sha256``."""
+    actual = directory_sha256(path)
+    if actual != expected_sha256:
+        raise ArtifactCorrupt(
+            f"artifact {path} has sha256 {actual[:12]}…, but {expected_sha256[:12]}… was recorded")
+
+
+# -- atomic writes -----------------------------------------------------------------------------
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomically(path: str | os.PathLike, data: bytes) -> None:
+    """Write a file so that readers see the old content or the new one, never a part."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, staging = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(staging, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomically(path: str | os.PathLike, text: str) -> None:
+    write_bytes_atomically(path, text.encode("utf-8"))
+
+
+@contextmanager
+def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty staging directory beside ``target``; on success it is renamed to ``target``.
+
+    The target must not exist yet: artifacts are immutable once written. On an exception the
+    staging directory is removed and the target is left untouched.
+    """
+    final = Path(target)
+    if final.exists():
+        raise FileExistsError(f"{final} already exists")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        yield staging
+        for directory, _, files in os.walk(staging):
+            for name in files:
+                fd = os.open(os.path.join(directory, name), os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        os.rename(staging, final)
+        _fsync_dir(final.parent)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def remove_tree(path: str | os.PathLike) -> None:
+    """Remove a directory if present (artifacts of cancelled or failed jobs, finished checkpoints)."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# -- download ----------------------------------------------------------------------------------
+
+_BLOCK = tarfile.BLOCKSIZE
+
+
+def iter_tar_gz(path: str | os.PathLike, *, arcname: str | None = None) -> Iterator[bytes]:
+    """Stream a gzip-compressed tar of a directory, chunk by chunk, without a temporary file.
+
+    Memory stays at about one read chunk however large the weights are; members are stored under
+    ``arcname`` (default: the directory's name) in name order with fixed owner and mode, so the
+    same directory always gives the same archive members.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise ArtifactMissing(f"artifact directory {root} does not exist")
+    prefix = arcname if arcname is not None else root.name
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: gzip container
+
+    def emit(data: bytes) -> bytes:
+        return compressor.compress(data)
+
+    def header(name: str, *, size: int = 0, directory: bool = False, mtime: float = 0) -> bytes:
+        info = tarfile.TarInfo(name)
+        info.size = size
+        info.mtime = int(mtime)
+        info.mode = 0o755 if directory else 0o644
+        info.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        return info.tobuf(format=tarfile.PAX_FORMAT)
+
+    out = emit(header(prefix, directory=True, mtime=root.stat().st_mtime))
+    if out:
+        yield out
+    for relative, full in _files(root):
+        stat = full.stat()
+        pending = [emit(header(f"{prefix}/{relative}", size=stat.st_size, mtime=stat.st_mtime))]
+        written = 0
+        with full.open("rb") as handle:
+            for block in iter(lambda: handle.read(CHUNK_BYTES), b""):
+                written += len(block)
+                pending.append(emit(block))
+                chunk = b"".join(pending)
+                pending = []
+                if chunk:
+                    yield chunk
+        if written != stat.st_size:
+            raise ArtifactCorrupt(f"{full} changed size while it was being archived")
+        remainder = written % _BLOCK
+        if remainder:
+            pending.append(emit(b"\0" * (_BLOCK - remainder)))
+        chunk = b"".join(pending)
+        if chunk:
+            yield chunk
+    # Two zero blocks mark the end of a tar archive.
+    tail = emit(b"\0" * (2 * _BLOCK)) + compressor.flush()
+    yield tail

@@ -1,0 +1,299 @@
+"""The trainer on the tiny model: learning, teachers, chaining, resume, reporting, validation."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from disc_engine.adapters import PARENT_ADAPTER, STUDENT_ADAPTER, ParentAdapterTeacher, chained_lora_model
+from disc_engine.artifacts import load_artifact, read_meta
+from disc_engine.loss import disc_loss
+from disc_engine.models import load_model, load_tokenizer
+from disc_engine.splitting import EmptyDocumentError, prepare_document
+from disc_engine.trainer import (DEFAULT_LEARNING_RATE, TrainConfig, TrainingCancelled, train)
+
+DOCS = [
+    "The Zorblat Company opened a factory in Lyon in 2031. The factory makes blue bicycles. "
+    "Its director is Mara Quint, who used to race them.",
+    "Kelvin Ostrava won the 2030 chess open in Prague. He was nineteen years old at the time. "
+    "He lives in Brno with his two cats.",
+    "The river Tallow flooded twice last spring. Farmers moved their sheep to the hills. "
+    "The council promised a new dam by 2033.",
+    "A comet named Vesk passed close to Mars in May. Astronomers photographed its green tail. "
+    "It will return in 2107.",
+    "Pella Marsh is a bakery in Oslo. It sells cardamom buns every morning. The owner is Ivo Tran.",
+    "The Amber Line train now reaches Tartu. The trip takes three hours. Tickets cost twelve euros.",
+]
+FAST = dict(learning_rate=1e-2)
+
+
+def _input_ids(model_name):
+    tokenizer = load_tokenizer(model_name)
+    return torch.tensor([tokenizer("Mara Quint directs the Lyon factory.")["input_ids"]])
+
+
+def _logits(model, ids):
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def test_disc_training_changes_the_adapter_and_lowers_the_loss(tiny_model, tmp_path):
+    config = TrainConfig(num_splits="all", epochs=8, **FAST)  # "all": the same splits every step
+    result = train(DOCS[:1], out_dir=str(tmp_path / "v1"), config=config, base_model=tiny_model)
+
+    assert result.steps == 8 and len(result.losses) == 8
+    assert result.losses[-1] < 0.7 * result.losses[0]
+    model = load_artifact(result.artifact_dir)
+    lora_b = [p for name, p in model.named_parameters() if "lora_B" in name]
+    assert lora_b and any(p.abs().max() > 0 for p in lora_b)  # lora_B starts at zero
+
+    doc = prepare_document(DOCS[0], load_tokenizer(tiny_model))
+    splits = list(range(1, len(doc.sentence_ids)))
+    with torch.no_grad():
+        after = disc_loss(model, None, doc.sentence_ids, splits, 2.0).item()
+    assert after == pytest.approx(result.losses[-1], rel=0.5)
+    assert after < result.losses[0]
+
+
+def test_peft_teacher_is_the_base_with_the_adapter_off(tiny_model, tmp_path):
+    result = train(DOCS[:2], out_dir=str(tmp_path / "v1"), config=TrainConfig(epochs=3, **FAST),
+                   base_model=tiny_model)
+    model = load_artifact(result.artifact_dir)
+    base = load_model(tiny_model)
+    ids = _input_ids(tiny_model)
+
+    adapted = _logits(model, ids)
+    assert not torch.allclose(adapted, _logits(base, ids), atol=1e-4)
+    with model.disable_adapter():
+        assert torch.allclose(_logits(model, ids), _logits(base, ids), atol=1e-6)
+    assert torch.equal(_logits(model, ids), adapted)
+
+
+def test_chained_version_starts_at_the_parent_and_distills_from_it(tiny_model, tmp_path):
+    parent = train(DOCS[:2], out_dir=str(tmp_path / "v1"), config=TrainConfig(epochs=3, **FAST),
+                   base_model=tiny_model).artifact_dir
+    parent_model = load_artifact(parent)
+    ids = _input_ids(tiny_model)
+    expected = _logits(parent_model, ids)
+
+    student = chained_lora_model(load_model(tiny_model), parent)
+    teacher = ParentAdapterTeacher(student)
+    assert torch.allclose(_logits(student, ids), expected, atol=1e-6)
+    assert torch.allclose(teacher(input_ids=ids).logits, expected, atol=1e-6)
+    trainable = {name for name, p in student.named_parameters() if p.requires_grad}
+    assert trainable and all(f".{STUDENT_ADAPTER}." in name for name in trainable)
+
+    # Once the student moves, the teacher still answers as the parent, and the student adapter
+    # is active and trainable again after every teacher call.
+    with torch.no_grad():
+        for name, p in student.named_parameters():
+            if f"lora_B.{STUDENT_ADAPTER}" in name:
+                p.add_(0.05)
+    assert not torch.allclose(_logits(student, ids), expected, atol=1e-4)
+    assert torch.allclose(teacher(input_ids=ids).logits, expected, atol=1e-6)
+    assert student.active_adapter == STUDENT_ADAPTER
+    assert {name for name, p in student.named_parameters() if p.requires_grad} == trainable
+
+    # The wrapper gives disc_loss exactly what a separate frozen copy of the parent gives.
+    doc = prepare_document(DOCS[2], load_tokenizer(tiny_model))
+    splits = list(range(1, len(doc.sentence_ids)))
+    frozen_parent = copy.deepcopy(parent_model)
+    assert disc_loss(student, teacher, doc.sentence_ids, splits).item() == pytest.approx(
+        disc_loss(student, frozen_parent, doc.sentence_ids, splits).item(), rel=1e-5)
+
+    # Training from the parent: the first step's loss is the parent distilled into itself.
+    child = train(DOCS[2:3], out_dir=str(tmp_path / "v2"), parent=parent,
+                  config=TrainConfig(num_splits="all", epochs=2, **FAST))
+    first = disc_loss(parent_model, frozen_parent, doc.sentence_ids, splits).item()
+    assert child.losses[0] == pytest.approx(first, rel=1e-4)
+    meta = read_meta(child.artifact_dir)
+    assert meta["parent"] == parent and meta["parent_meta"]["data_hash"] == read_meta(parent)["data_hash"]
+    assert meta["base_model"] == tiny_model
+    child_model = load_artifact(child.artifact_dir)
+    assert PARENT_ADAPTER not in child_model.peft_config  # the frozen copy is not saved
+    assert not torch.allclose(_logits(child_model, ids), expected, atol=1e-5)
+
+
+def test_a_killed_run_resumes_to_the_same_losses_and_weights(tiny_model, tmp_path):
+    config = TrainConfig(epochs=2, checkpoint_every=2, **FAST)
+    full = train(DOCS, out_dir=str(tmp_path / "full"), config=config, base_model=tiny_model)
+
+    def die_after_five(progress):
+        if progress.documents_done == 5:
+            raise RuntimeError("simulated crash")
+
+    checkpoints = tmp_path / "ckpt"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(DOCS, out_dir=str(tmp_path / "killed"), config=config, base_model=tiny_model,
+              progress=die_after_five, checkpoint_dir=str(checkpoints))
+    assert not (tmp_path / "killed").exists()
+    assert [p.name for p in checkpoints.iterdir()] == ["ckpt-000000004"]
+
+    seen = []
+    resumed = train(DOCS, out_dir=str(tmp_path / "resumed"), config=config, base_model=tiny_model,
+                    checkpoint_dir=str(checkpoints), progress=lambda p: seen.append(p.documents_done))
+    assert seen[0] == 5 and seen[-1] == 12  # continued at the document after the checkpoint
+    assert resumed.losses == full.losses
+    assert resumed.steps == full.steps
+    assert resumed.report == full.report
+    a, b = load_artifact(full.artifact_dir), load_artifact(resumed.artifact_dir)
+    for (name, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+        assert torch.equal(p, q), name
+
+
+def test_a_checkpoint_of_another_run_is_refused(tiny_model, tmp_path):
+    checkpoints = str(tmp_path / "ckpt")
+    config = TrainConfig(checkpoint_every=1, **FAST)
+    with pytest.raises(TrainingCancelled):
+        train(DOCS[:3], out_dir=str(tmp_path / "a"), config=config, base_model=tiny_model,
+              checkpoint_dir=checkpoints, should_stop=_stop_after(2))
+    with pytest.raises(ValueError, match="different run.*data_hash"):
+        train(DOCS[1:4], out_dir=str(tmp_path / "b"), config=config, base_model=tiny_model,
+              checkpoint_dir=checkpoints)
+
+
+def _stop_after(calls: int):
+    count = {"n": 0}
+
+    def should_stop():
+        count["n"] += 1
+        return count["n"] > calls
+    return should_stop
+
+
+def test_should_stop_cancels_between_documents(tiny_model, tmp_path):
+    done = []
+    with pytest.raises(TrainingCancelled, match="after 2 of 6"):
+        train(DOCS, out_dir=str(tmp_path / "v"), config=TrainConfig(**FAST), base_model=tiny_model,
+              should_stop=_stop_after(2), progress=lambda p: done.append(p.documents_done))
+    assert done == [1, 2]
+    assert not (tmp_path / "v").exists()
+
+
+def test_report_counts_altered_and_skipped_documents(tiny_model, tmp_path):
+    one_sentence = ("a single run-on sentence about the new harbour in Vlora that keeps going with "
+                    "cranes and ferries and fishing boats and gulls and tourists and more ferries")
+    documents = [DOCS[0], "Hello.", one_sentence, DOCS[1] + " " + DOCS[2]]
+    progress = []
+    result = train(documents, out_dir=str(tmp_path / "v"), base_model=tiny_model,
+                   config=TrainConfig(max_context=40, **FAST), progress=progress.append)
+    report = result.report
+    assert report.documents_total == 4
+    assert report.documents_skipped == [{"index": 1, "reason": report.documents_skipped[0]["reason"]}]
+    assert "no valid split" in report.documents_skipped[0]["reason"]
+    assert report.documents_trained == 3 == result.steps
+    altered = {item["index"]: item["reason"] for item in report.documents_altered}
+    assert "token level" in altered[2]
+    assert "40-token context" in altered[3]
+    assert [p.documents_done for p in progress] == [1, 2, 3, 4]
+    assert read_meta(result.artifact_dir)["report"] == report.to_dict()
+
+
+def test_empty_documents_are_rejected_before_training(tiny_model, tmp_path):
+    with pytest.raises(EmptyDocumentError, match="document 1 is empty"):
+        train([DOCS[0], "  \n\t"], out_dir=str(tmp_path / "v"), config=TrainConfig(),
+              base_model=tiny_model)
+    assert not (tmp_path / "v").exists()
+    with pytest.raises(ValueError, match="no documents"):
+        train([], out_dir=str(tmp_path / "v"), config=TrainConfig(), base_model=tiny_model)
+
+
+def test_baselines_run_and_reduce_their_loss(tiny_model, tmp_path):
+    results = {method: train(DOCS[:1], out_dir=str(tmp_path / method), base_model=tiny_model,
+                             config=TrainConfig(method=method, epochs=10, learning_rate=3e-3))
+               for method in ("sft", "sft_kl")}
+    for method, result in results.items():
+        assert result.steps == 10
+        assert result.losses[-1] < result.losses[0] - 0.4, method
+        assert read_meta(result.artifact_dir)["method"] == method
+    sft, sft_kl = results["sft"].losses, results["sft_kl"].losses
+    # The KL to the parent is zero at the start and grows as the student moves away.
+    assert sft_kl[0] == pytest.approx(sft[0], abs=1e-6)
+    assert sft_kl[-1] != sft[-1]
+
+
+def test_sft_windows_documents_longer_than_the_context(tiny_model, tmp_path):
+    result = train(DOCS[:1], out_dir=str(tmp_path / "v"), base_model=tiny_model,
+                   config=TrainConfig(method="sft", max_context=8, **FAST))
+    assert result.steps == 1
+    assert "windows" in result.report.documents_altered[0]["reason"]
+
+
+def test_full_finetuning_starts_where_lora_does_and_trains_every_weight(tiny_model, tmp_path):
+    config = dict(num_splits="all", epochs=2, learning_rate=1e-3)
+    lora = train(DOCS[:1], out_dir=str(tmp_path / "lora"), base_model=tiny_model,
+                 config=TrainConfig(**config))
+    full = train(DOCS[:1], out_dir=str(tmp_path / "full"), base_model=tiny_model,
+                 config=TrainConfig(full_finetune=True, **config))
+    # Both begin at the base distilled into itself with the same splits.
+    assert full.losses[0] == pytest.approx(lora.losses[0], rel=1e-4)
+    assert full.losses[1] < full.losses[0]
+    trained = load_artifact(full.artifact_dir)
+    base = load_model(tiny_model)
+    changed = [name for (name, p), (_, q) in zip(trained.named_parameters(), base.named_parameters())
+               if not torch.equal(p, q)]
+    assert len(changed) == len(list(base.parameters()))
+
+    child = train(DOCS[1:2], out_dir=str(tmp_path / "full2"), parent=full.artifact_dir,
+                  config=TrainConfig(full_finetune=True, **config))
+    assert child.steps == 2 and read_meta(child.artifact_dir)["base_model"] == tiny_model
+
+
+def test_training_is_deterministic_from_the_seed(tiny_model, tmp_path):
+    runs = [train(DOCS[:3], out_dir=str(tmp_path / name), base_model=tiny_model,
+                  config=TrainConfig(seed=seed, num_splits=2, epochs=2, **FAST))
+            for name, seed in (("a", 3), ("b", 3), ("c", 4))]
+    assert runs[0].losses == runs[1].losses
+    assert runs[0].losses != runs[2].losses
+
+
+def test_mixing_parameterizations_in_a_lineage_is_refused(tiny_model, tmp_path):
+    parent = train(DOCS[:1], out_dir=str(tmp_path / "v1"), base_model=tiny_model,
+                   config=TrainConfig(**FAST)).artifact_dir
+    with pytest.raises(ValueError, match="lora artifact but this run uses full fine-tuning"):
+        train(DOCS[:1], out_dir=str(tmp_path / "v2"), parent=parent,
+              config=TrainConfig(full_finetune=True))
+
+
+# --- TrainConfig --------------------------------------------------------------------------------
+
+def test_config_defaults_follow_the_method():
+    config = TrainConfig()
+    assert (config.method, config.num_splits, config.temperature) == ("disc", 5, 2.0)
+    assert (config.lora_r, config.lora_alpha, config.lora_dropout) == (16, 32, 0.0)
+    assert config.learning_rate == DEFAULT_LEARNING_RATE
+    assert all(TrainConfig.help().values())
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"method": "dpo"}, "method must be one of"),
+    ({"learning_rate": 0}, "learning_rate must be in"),
+    ({"learning_rate": 2.0}, "learning_rate must be in"),
+    ({"learning_rate": "fast"}, "learning_rate must be a finite number"),
+    ({"epochs": 0}, "epochs must be an integer >= 1"),
+    ({"epochs": 1.5}, "epochs must be an integer"),
+    ({"num_splits": 0}, "num_splits must be an integer >= 1 or 'all'"),
+    ({"num_splits": "some"}, "num_splits"),
+    ({"num_splits": True}, "num_splits"),
+    ({"temperature": 0}, "temperature must be positive"),
+    ({"beta": -1}, "beta must be >= 0"),
+    ({"full_finetune": "yes"}, "full_finetune"),
+    ({"lora_r": 0}, "lora_r"),
+    ({"lora_dropout": 1.0}, "lora_dropout"),
+    ({"checkpoint_every": 0}, "checkpoint_every"),
+    ({"max_context": 1}, "max_context"),
+    ({"seed": -1}, "seed"),
+])
+def test_config_rejects_bad_values(values, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.from_dict(values)
+
+
+def test_config_from_dict_names_unknown_keys():
+    with pytest.raises(ValueError, match="unknown hyperparameter\\(s\\): lr, warmup"):
+        TrainConfig.from_dict({"lr": 1e-3, "warmup": 10, "epochs": 2})
+    config = TrainConfig.from_dict({"learning_rate": 1e-3, "num_splits": "all", "epochs": 2})
+    assert (config.learning_rate, config.num_splits, config.epochs) == (1e-3, "all", 2)
+    assert TrainConfig.from_dict(config.to_dict()) == config

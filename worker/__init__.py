@@ -1,0 +1,1 @@
+"""The worker: a Celery app, a thin task, and the update pipeline as plain functions."""

@@ -1,0 +1,14 @@
+"""The worker's Celery app: the shared queue configuration (``store.queue``) plus the task.
+
+``celery -A worker.celery_app worker -Q updates`` and ``disc worker`` both load this module.
+"""
+
+from __future__ import annotations
+
+from store.queue import make_celery
+from store.settings import get_settings
+
+app = make_celery(get_settings())
+
+# Registers run_update_job on ``app``; imported last because the task module imports ``app``.
+from worker import tasks  # noqa: E402,F401

@@ -1,0 +1,15 @@
+"""The one task: run an update job, given only its id. The work lives in ``worker.pipeline``."""
+
+from __future__ import annotations
+
+from store.db import session_factory
+from store.queue import RUN_UPDATE_JOB
+from store.settings import get_settings
+from worker import pipeline
+from worker.celery_app import app
+
+
+@app.task(name=RUN_UPDATE_JOB)
+def run_update_job(job_id: str) -> str:
+    settings = get_settings()
+    return pipeline.run_job(job_id, session_factory=session_factory(settings), settings=settings).value
