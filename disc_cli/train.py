@@ -91,33 +91,46 @@ def run(args: argparse.Namespace) -> int:
         print(f"disc train: {exc}", file=sys.stderr)
         return 2
 
-    bar = tqdm(total=len(documents) * config.epochs, unit="doc", file=sys.stderr)
+    # The bar starts with the first document, so loading the model does not skew its rate.
+    bars = []
 
     def show(progress) -> None:
+        if not bars:
+            bars.append(tqdm(total=progress.documents_total, unit="doc", file=sys.stderr))
+        bar = bars[0]
         bar.n = progress.documents_done
         bar.set_postfix(epoch=progress.epoch, loss=f"{progress.loss:.4f}",
                         tok_s=f"{progress.tokens_per_second:.0f}", refresh=False)
         bar.refresh()
 
+    def close_bar() -> None:
+        for bar in bars:
+            bar.close()
+
+    print(f"disc train: {len(documents)} documents, method {config.method}, "
+          f"{'full fine-tuning' if config.full_finetune else 'LoRA'}; loading the model…",
+          file=sys.stderr)
     try:
         result = train(documents, out_dir=args.out, config=config, base_model=args.base,
                        parent=args.parent, progress=show, checkpoint_dir=args.checkpoint_dir,
                        device=args.device)
-    except (ValueError, FileExistsError, TrainingCancelled) as exc:
+    except (ValueError, FileExistsError, FloatingPointError, TrainingCancelled) as exc:
         # ArtifactError and EmptyDocumentError are ValueErrors with messages meant for users.
-        bar.close()
+        close_bar()
         print(f"disc train: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        bar.close()
+        close_bar()
         print("disc train: interrupted"
               + (f"; rerun with --checkpoint-dir {args.checkpoint_dir} to resume"
                  if args.checkpoint_dir else ""), file=sys.stderr)
         return 130
-    bar.close()
+    close_bar()
     report = result.report
+    final_loss = result.metrics["final_loss"]
     print(f"trained {report.documents_trained} of {report.documents_total} documents "
-          f"({result.steps} steps, final loss {result.metrics['final_loss']}); "
+          f"({result.steps} steps, final loss "
+          f"{'n/a' if final_loss is None else f'{final_loss:.4f}'}); "
           f"{len(report.documents_altered)} altered, {len(report.documents_skipped)} skipped")
     for item in report.documents_skipped:
         print(f"  skipped document {item['index']}: {item['reason']}")

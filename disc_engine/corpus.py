@@ -513,6 +513,8 @@ def _fresh_value(kind: str, namer: _Namer, rng: random.Random) -> str:
 
 def _mentions(text: str, phrase: str) -> bool:
     """Whether ``phrase`` occurs as whole words ("340" is not in "1,340" nor in "3400")."""
+    if phrase not in text:  # the cheap test settles almost every call
+        return False
     return re.search(rf"(?<![\w,.-]){re.escape(phrase)}(?![\w-]|[,.]\d)", text) is not None
 
 
@@ -582,13 +584,16 @@ def _words(text: str) -> list[str]:
 
 
 def _longest_shared_run(question: list[str], sentence: list[str]) -> int:
+    """Length of the longest run of consecutive words the two share (dynamic programming)."""
     best = 0
-    for i in range(len(question)):
-        for j in range(len(sentence)):
-            k = 0
-            while i + k < len(question) and j + k < len(sentence) and question[i + k] == sentence[j + k]:
-                k += 1
-            best = max(best, k)
+    previous = [0] * (len(sentence) + 1)
+    for word in question:
+        current = [0] * (len(sentence) + 1)
+        for j, other in enumerate(sentence, 1):
+            if word == other:
+                current[j] = previous[j - 1] + 1
+                best = max(best, current[j])
+        previous = current
     return best
 
 

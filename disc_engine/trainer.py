@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
+# torch is imported inside the functions that train: the service validates hyperparameters with
+# TrainConfig and must not load torch to do so.
 from disc_engine.splitting import EmptyDocumentError, choose_split_indices, prepare_document
 
 DEFAULT_LEARNING_RATE = 1e-4
@@ -180,15 +180,21 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
     ``parent`` is a previous version's artifact directory; ``base_model`` defaults to the one
     the parent was trained on, or to the product's default model. With ``checkpoint_dir``, a
     resumable checkpoint is written every ``config.checkpoint_every`` documents, and a run that
-    finds one there continues from it and reaches the same result as an uninterrupted run.
+    finds one there continues from it and reaches the same result as an uninterrupted run;
+    checkpoints are removed once the artifact is written.
     Raises ``EmptyDocumentError`` before training when a document is empty and
     ``TrainingCancelled`` when ``should_stop()`` turns true.
     """
+    import torch
+
     from disc_engine import artifacts
     from disc_engine.models import DEFAULT_MODEL, load_tokenizer, model_checksum
 
     if not documents:
         raise ValueError("no documents to train on")
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"artifact directory {out} already exists and is not empty")
     for index, text in enumerate(documents):
         if not isinstance(text, str) or not text.strip():
             raise EmptyDocumentError(f"document {index} is empty or whitespace only")
@@ -257,11 +263,14 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
     trained, skipped = set(state["trained"]), dict(state["skipped"])
     model.train()
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if on_cuda else nullcontext
+    order_epoch, order = None, []
     for position in range(state["position"], total):
         if should_stop is not None and should_stop():
             raise TrainingCancelled(f"training cancelled after {position} of {total} documents")
         epoch = position // count
-        index = _epoch_order(config.seed, epoch, count)[position % count]
+        if epoch != order_epoch:
+            order_epoch, order = epoch, _epoch_order(config.seed, epoch, count)
+        index = order[position % count]
         doc = prepared[index]
         started = time.perf_counter()
         with autocast():
@@ -269,6 +278,10 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
         if loss is None:
             skipped.setdefault(index, reason)
         else:
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"the loss of document {index} is {loss.item()} at step {state['steps'] + 1}; "
+                    f"training diverged (learning rate {config.learning_rate})")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -313,6 +326,10 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
         parent=os.path.abspath(parent) if parent is not None else None,
         method=config.method, config=config.to_dict(), data_hash=fingerprint["data_hash"],
         steps=state["steps"], metrics=metrics, report=report.to_dict(), tokenizer=tokenizer)
+    if checkpoint_dir is not None:
+        # The artifact is the run's result; checkpoints (for full fine-tuning, several times
+        # the model's size) would only be stale copies of it.
+        _remove_checkpoints(checkpoint_dir)
     return TrainResult(artifact_dir=artifact_dir, report=report, steps=state["steps"],
                        metrics=metrics, losses=list(losses))
 
@@ -322,6 +339,8 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
 def _build_models(config: TrainConfig, base_model: str, parent: str | None, device: str,
                   on_cuda: bool):
     """The trainable model and its frozen teacher (``None``: the student with adapters off)."""
+    import torch
+
     from disc_engine import adapters
     from disc_engine.artifacts import load_artifact
     from disc_engine.models import load_model
@@ -336,7 +355,9 @@ def _build_models(config: TrainConfig, base_model: str, parent: str | None, devi
         if on_cuda:
             teacher = teacher.to(torch.bfloat16)
         return model, teacher.eval().requires_grad_(False)
-    base = load_model(base_model, device=device)
+    # The base is frozen under LoRA: on CUDA it is kept in bf16, the precision autocast computes
+    # in anyway, which halves its memory; the adapter weights stay fp32.
+    base = load_model(base_model, device=device, dtype=torch.bfloat16 if on_cuda else torch.float32)
     if parent is None:
         model = adapters.new_lora_model(base, r=config.lora_r, alpha=config.lora_alpha,
                                         dropout=config.lora_dropout)
@@ -358,6 +379,8 @@ def _context_alteration(method: str, token_count: int, max_context: int) -> str:
 def _document_loss(config: TrainConfig, model, teacher, doc, split_rng: random.Random,
                    max_context: int | None):
     """(loss, None) for a trainable document, (None, reason) for one that cannot be trained."""
+    import torch
+
     from disc_engine.loss import disc_loss, sft_kl_loss, sft_loss
 
     if config.method == "disc":
@@ -421,9 +444,17 @@ def _latest_checkpoint(checkpoint_dir: str) -> Path | None:
     return found[-1] / "state.pt" if found else None
 
 
+def _remove_checkpoints(checkpoint_dir: str) -> None:
+    for path in Path(checkpoint_dir).iterdir():
+        if path.name.startswith((_CHECKPOINT_PREFIX, f".{_CHECKPOINT_PREFIX}")):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _save_checkpoint(checkpoint_dir: str, state: dict, fingerprint: dict, trainable, optimizer,
                      split_rng: random.Random) -> None:
     """Everything a resumed run needs, written to a temporary directory and renamed into place."""
+    import torch
+
     root = Path(checkpoint_dir)
     root.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -455,6 +486,8 @@ def _save_checkpoint(checkpoint_dir: str, state: dict, fingerprint: dict, traina
 
 def _restore_checkpoint(path: Path, fingerprint: dict, trainable, optimizer,
                         split_rng: random.Random) -> dict:
+    import torch
+
     payload = torch.load(path, map_location="cpu", weights_only=False)
     if payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"checkpoint {path} has format {payload.get('format')}, "

@@ -8,7 +8,6 @@ swap); on PostgreSQL batch mode is a no-op.
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import pool
 
 from store.db import make_engine
 from store.models import Base

@@ -11,6 +11,22 @@ from store.db import get_engine, session_factory
 from store.settings import Settings, get_settings
 
 
+API_DESCRIPTION = """
+Submit documents; a worker distils them into a new version of the model (DiSC: Distillation
+via Split Contexts); read progress, scores and artifacts.
+
+**Authentication.** `Authorization: Bearer <key>` with a key from `disc keys create`. Scopes:
+`updates:write` (submit, cancel), `jobs:read`, `models:read`, `models:promote`. A key limited
+to one lineage gets 403 when a request names another lineage, and 404 for job ids of other
+lineages (as for ids that do not exist).
+
+**Errors.** Always `{"error": {"code", "message", "param"}}`; `param` names the offending
+field, e.g. `documents[3].text`. Codes include `validation_error`, `invalid_body`,
+`payload_too_large`, `idempotency_conflict`, `unauthorized`, `forbidden`, `not_found`,
+`no_promoted_version`, `job_finished`, `version_rejected`, `artifact_corrupt`.
+"""
+
+
 class UnsafeConfiguration(RuntimeError):
     pass
 
@@ -30,8 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="DiSC knowledge-update service",
         version="0.1.0",
-        description="Submit documents; a worker distils them into a new version of the model "
-                    "(DiSC: Distillation via Split Contexts); read progress, scores and artifacts.",
+        description=API_DESCRIPTION,
     )
     app.state.settings = settings
     app.state.engine = get_engine(settings)

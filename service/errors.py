@@ -7,6 +7,7 @@ to it, so a client handles errors by ``code`` alone.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,10 +56,14 @@ def param_from_loc(loc: Sequence[Any]) -> str | None:
     for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif not str(part).startswith("function-"):  # pydantic's names for validator wrappers
+        elif _FIELD_NAME.match(str(part)) and part not in _UNION_TAGS:
             out += f".{part}" if out else str(part)
+        # else: pydantic's tags for union members and validators ("constrained-int", "literal['all']")
     return out or None
 
+
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_UNION_TAGS = {"int", "float", "str", "bool", "none", "constrained-int", "constrained-float", "constrained-str"}
 
 _HTTP_CODES = {400: "invalid_body", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                405: "method_not_allowed", 406: "not_acceptable", 413: "payload_too_large",
@@ -79,8 +84,10 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
     message = str(first.get("msg", "invalid value"))
     if param:
         message = f"{param}: {message}"
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    # A value failing every member of a union yields one error per member: count places, not errors.
+    others = {param_from_loc(e.get("loc", ())) for e in errors} - {param}
+    if others:
+        message += f" (and problems with {len(others)} more field{'s' if len(others) > 1 else ''})"
     return error_response(422, "validation_error", message, param)
 
 

@@ -7,15 +7,19 @@ ranges, so the API refuses a bad job at once without importing torch.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, field_validator, model_validator
+from pydantic import (AllowInfNan, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator,
+                      model_validator)
+from pydantic.types import Strict
 
 Method = Literal["disc", "sft", "sft_kl"]
 LineageName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
                                    description="Letters, digits, '.', '_' and '-'; at most 100 characters.")]
-Number = StrictInt | StrictFloat
+# JSON from Python's parser may carry NaN and Infinity; no option of the engine accepts them.
+Number = StrictInt | Annotated[float, Strict(), AllowInfNan(False)]
 
 
 class _Request(BaseModel):
@@ -35,6 +39,15 @@ class DocumentIn(_Request):
         if not text.strip():
             raise ValueError("document text is empty or only whitespace")
         return text
+
+    @field_validator("metadata")
+    @classmethod
+    def _storable(cls, metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+        try:  # the database's JSON type refuses NaN and Infinity
+            json.dumps(metadata, allow_nan=False)
+        except ValueError as exc:
+            raise ValueError("metadata must not contain NaN or Infinity") from exc
+        return metadata
 
 
 class Hyperparameters(_Request):
@@ -115,10 +128,11 @@ JobStatusName = Literal["queued", "running", "evaluating", "succeeded", "failed"
 
 
 class ProgressPublic(BaseModel):
+    stage: str | None = Field(None, description="waiting, training, evaluating or done, as the worker reports it.")
     documents_done: int = 0
     documents_total: int = 0
+    epoch: int | None = None
     step: int | None = None
-    total_steps: int | None = None
     loss: float | None = None
     tokens_per_second: float | None = None
     eta_seconds: float | None = None

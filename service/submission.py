@@ -73,8 +73,8 @@ def submit_update(session: Session, settings: Settings, principal: Principal, bo
         lineage = repo.get_or_create_lineage(session, lineage_name, settings.base_model)
         job = repo.create_update(
             session, lineage=lineage, documents=payload["documents"], method=body.method,
-            hyperparameters=payload.get("hyperparameters"), probes=payload.get("probes"),
-            promotion=payload.get("promotion"), idempotency_key=scoped_key, body_hash=body_hash,
+            hyperparameters=_without_nulls(body.hyperparameters), probes=payload.get("probes"),
+            promotion=_without_nulls(body.promotion), idempotency_key=scoped_key, body_hash=body_hash,
             api_key_id=principal.key_id)
         session.commit()
     except IntegrityError:
@@ -85,6 +85,11 @@ def submit_update(session: Session, settings: Settings, principal: Principal, bo
         raise
     _enqueue(session, settings, job)
     return Submitted(job, created=True)
+
+
+def _without_nulls(model) -> dict | None:
+    # An explicit null means "the default": the worker then applies the engine's or the settings'.
+    return model.model_dump(mode="json", exclude_none=True) if model is not None else None
 
 
 def _enqueue(session: Session, settings: Settings, job: Job) -> None:

@@ -141,7 +141,10 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 def list_jobs(session: Session, *, limit: int = 50, cursor: str | None = None, status: JobStatus | None = None,
               lineage: str | None = None) -> Page:
     """Jobs newest first; ``next_cursor`` resumes after the last one (stable under concurrent inserts)."""
-    query = select(Job).options(selectinload(Job.lineage)).order_by(Job.created_at.desc(), Job.id.desc())
+    query = (select(Job)
+             .options(selectinload(Job.lineage), selectinload(Job.parent_version),
+                      selectinload(Job.result_version).selectinload(ModelVersion.scores))
+             .order_by(Job.created_at.desc(), Job.id.desc()))
     if status is not None:
         query = query.where(Job.status == status)
     if lineage is not None:

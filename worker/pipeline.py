@@ -181,12 +181,13 @@ def decide_promotion(promotion: dict | None, scores: dict[str, float | None],
 
 
 def numeric_scores(evaluation: dict[str, Any]) -> dict[str, float | None]:
-    """Every numeric entry of an evaluation; a non-finite number is recorded as unmeasured."""
+    """Every score of an evaluation; None (and a non-finite number) records "not measured"."""
     scores: dict[str, float | None] = {}
     for name, value in evaluation.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        scores[name] = float(value) if math.isfinite(value) else None
+        if value is None:
+            scores[name] = None
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            scores[name] = float(value) if math.isfinite(value) else None
     return scores
 
 
@@ -601,11 +602,13 @@ def _run_claimed(record: JobRecord, session_factory: sessionmaker[Session], sett
         # Left by an attempt that died between writing and registering: train again (from the
         # checkpoints) rather than trust files nobody vouched for.
         storage.remove_tree(out_dir)
+        checkpoints = storage.checkpoint_dir(settings, job_id)
+        checkpoints.mkdir(parents=True, exist_ok=True)
         try:
             result = train(job.documents, out_dir=str(out_dir), config=config, base_model=job.base_model,
                            parent=str(parent_dir) if parent_dir is not None else None,
                            progress=ProgressReporter(record),
-                           checkpoint_dir=str(storage.checkpoint_dir(settings, job_id)),
+                           checkpoint_dir=str(checkpoints),
                            should_stop=stop, device=device)
         except TrainingCancelled as exc:
             raise JobCancelled() from exc

@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store import repo
 from store.models import Job, JobStatus
-from store.queue import enqueue_job
 from store.settings import Settings
 from worker.pipeline import STALE_HEARTBEAT_S, utcnow
 
@@ -30,7 +29,7 @@ RECONCILE_EVERY_S = 30.0
 
 def reconcile(session_factory: sessionmaker[Session], settings: Settings, *,
               stale_heartbeat_s: float = STALE_HEARTBEAT_S,
-              send: Callable[[str, Settings], None] = enqueue_job) -> list[str]:
+              send: Callable[[str, Settings], None] | None = None) -> list[str]:
     """Send again every job that should be running and is not; returns their ids.
 
     - queued, and sent longer than ``settings.reconcile_after_s`` ago (or never sent and
@@ -40,6 +39,8 @@ def reconcile(session_factory: sessionmaker[Session], settings: Settings, *,
     A job is sent at most once per ``reconcile_after_s`` (``enqueued_at`` is moved forward), so a
     long queue behind a busy worker grows by at most one duplicate per job per period.
     """
+    if send is None:
+        from worker.celery_app import send_job as send
     now = utcnow()
     overdue = now - timedelta(seconds=settings.reconcile_after_s)
     stale = now - timedelta(seconds=stale_heartbeat_s)

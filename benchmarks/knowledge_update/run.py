@@ -20,9 +20,9 @@ PARAMETERIZATIONS = ("lora", "full")
 # for a comparable change (the paper's full fine-tuning rates of 1e-6..1.5e-5 are for 3-8B models;
 # a 135M model tolerates larger ones).
 FULL_GRID = {"documents": 60, "epochs": 2, "lora_lrs": [1e-4, 3e-4, 1e-3, 3e-3],
-             "full_lrs": [1e-5, 3e-5, 1e-4, 3e-4]}
-QUICK_GRID = {"documents": 12, "epochs": 2, "lora_lrs": [3e-4, 3e-3],
-              "full_lrs": [3e-5, 3e-4]}
+             "full_lrs": [1e-5, 3e-5, 1e-4, 3e-4], "eval_items": None}
+QUICK_GRID = {"documents": 8, "epochs": 2, "lora_lrs": [5e-4, 5e-3],
+              "full_lrs": [5e-5, 5e-4], "eval_items": 10}
 
 
 @dataclass
@@ -38,6 +38,10 @@ class Settings:
     full_lrs: list[float]
     compliance: bool = True
     quick: bool = False
+    # At most this many items of each retention set (chat prompts, general questions,
+    # instructions), evenly spread; None: all of them.
+    eval_items: int | None = None
+    device: str = "cpu"
 
     def runs(self) -> list[tuple[str, str, float]]:
         grid = []
@@ -83,12 +87,16 @@ class Evaluator:
     correctly do not depend on the run, so they are computed here once instead of per run.
     """
 
-    def __init__(self, base, tokenizer, probes: list[dict], compliance: bool):
+    def __init__(self, base, tokenizer, probes: list[dict], *, compliance: bool, items: int | None):
         from disc_engine.evaluation import base_correct_questions, reference_responses
+        from disc_engine.evaluation.compliance import load_instructions
+        from disc_engine.evaluation.retention import load_chat_prompts, load_general_mc
 
-        self.base, self.tokenizer, self.probes, self.compliance = base, tokenizer, probes, compliance
-        self.replies = reference_responses(base, tokenizer)
-        self.general = base_correct_questions(base, tokenizer)
+        self.base, self.tokenizer, self.probes = base, tokenizer, probes
+        self.prompts = _spread(load_chat_prompts(), items)
+        self.instructions = _spread(load_instructions(), items) if compliance else []
+        self.replies = reference_responses(base, tokenizer, prompts=self.prompts)
+        self.general = base_correct_questions(base, tokenizer, questions=_spread(load_general_mc(), items))
 
     def measure(self, model) -> Measurement:
         from disc_engine.evaluation import format_compliance, probe_accuracy, retention_kl
@@ -96,13 +104,22 @@ class Evaluator:
         started = time.perf_counter()
         result = Measurement(
             probe_accuracy=probe_accuracy(model, self.tokenizer, self.probes),
-            retention_kl_vs_base=retention_kl(model, self.base, self.tokenizer, responses=self.replies),
+            retention_kl_vs_base=retention_kl(model, self.base, self.tokenizer, prompts=self.prompts,
+                                              responses=self.replies),
             # Accuracy on the questions the base gets right: the base scores 1.0 by construction.
             general_mc_accuracy=probe_accuracy(model, self.tokenizer, self.general) if self.general else None,
-            format_compliance=format_compliance(model, self.tokenizer) if self.compliance else None,
+            format_compliance=(format_compliance(model, self.tokenizer, instructions=self.instructions)
+                               if self.instructions else None),
         )
         result.eval_seconds = round(time.perf_counter() - started, 2)
         return result
+
+
+def _spread(items: list, limit: int | None) -> list:
+    """At most ``limit`` items, evenly spaced, so that a subset keeps every kind of item."""
+    if limit is None or len(items) <= limit:
+        return list(items)
+    return [items[i * len(items) // limit] for i in range(limit)]
 
 
 def run_grid(settings: Settings, out: Path, log=print) -> dict:
@@ -120,8 +137,8 @@ def run_grid(settings: Settings, out: Path, log=print) -> dict:
               for doc in corpus for p in doc["probes"]]
     resolve_model_path(settings.model)
     tokenizer = load_tokenizer(settings.model)
-    base = load_model(settings.model)
-    evaluator = Evaluator(base, tokenizer, probes, settings.compliance)
+    base = load_model(settings.model, device=settings.device)
+    evaluator = Evaluator(base, tokenizer, probes, compliance=settings.compliance, items=settings.eval_items)
     with torch.inference_mode():
         baseline = evaluator.measure(base)
     log(f"base {settings.model}: probe accuracy {baseline.probe_accuracy:.3f} on {len(probes)} probes "
@@ -139,8 +156,8 @@ def run_grid(settings: Settings, out: Path, log=print) -> dict:
                                      num_splits=settings.num_splits, seed=settings.seed,
                                      full_finetune=parameterization == "full")
                 trained = train(documents, out_dir=str(artifact_dir), config=config,
-                                base_model=settings.model)
-                model = load_artifact(trained.artifact_dir, base_model=settings.model)
+                                base_model=settings.model, device=settings.device)
+                model = load_artifact(trained.artifact_dir, base_model=settings.model, device=settings.device)
                 with torch.inference_mode():
                     scores = evaluator.measure(model)
                 del model
@@ -236,6 +253,8 @@ def _splits(text: str) -> int | str:
 
 def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path]:
     """The experiment's settings, and the output folder (not part of the record)."""
+    import torch
+
     from disc_engine.models import DEFAULT_MODEL
 
     parser = argparse.ArgumentParser(
@@ -256,6 +275,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path]:
                         help="comma-separated subset of %(default)s")
     parser.add_argument("--parameterizations", type=_choices(PARAMETERIZATIONS),
                         default=list(PARAMETERIZATIONS), help="comma-separated subset of %(default)s")
+    parser.add_argument("--eval-items", type=int,
+                        help="at most this many chat prompts, general questions and instructions "
+                             "(default: all; --quick: 10)")
+    parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--no-compliance", action="store_true",
                         help="skip format compliance (the one measure that generates text)")
     args = parser.parse_args(argv)
@@ -269,7 +292,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path]:
     settings = Settings(model=args.model, documents=documents, epochs=epochs, num_splits=args.splits,
                     seed=args.seed, methods=args.methods, parameterizations=args.parameterizations,
                     lora_lrs=args.lrs or grid["lora_lrs"], full_lrs=args.full_lrs or grid["full_lrs"],
-                    compliance=not args.no_compliance, quick=args.quick)
+                    compliance=not args.no_compliance, quick=args.quick,
+                    eval_items=args.eval_items or grid["eval_items"],
+                    device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     return settings, args.out
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ._common import batch_logits, chat_prompt_ids, encode, pad_token_id
+from ._common import batch_logits, chat_prompt_ids, device_of, encode, pad_token_id, right_padded
 
 
 def validate_probe(probe) -> None:
@@ -46,38 +46,63 @@ def validate_probe(probe) -> None:
 
 
 @torch.inference_mode()
-def option_scores(model, tokenizer, probes: Sequence[dict], *, batch_size: int = 16) -> list[list[float]]:
+def option_scores(model, tokenizer, probes: Sequence[dict]) -> list[list[float]]:
     """Mean log-probability per token of every option of every probe, given its question."""
     for probe in probes:
         validate_probe(probe)
-    rows: list[tuple[int, list[int], int]] = []   # (probe index, prompt + option ids, prompt length)
-    for index, probe in enumerate(probes):
-        prompt = chat_prompt_ids(tokenizer, probe["question"])
-        for option in probe["options"]:
-            rows.append((index, prompt + encode(tokenizer, option.strip()), len(prompt)))
+    return [[total / count for total, count in _option_log_likelihoods(model, tokenizer, probe)]
+            for probe in probes]
+
+
+def _option_log_likelihoods(model, tokenizer, probe: dict,
+                            share_prompt: bool = True) -> list[tuple[float, int]]:
+    """(sum of log-probabilities, token count) of each option, read as the assistant's reply.
+
+    The question is read once and its KV cache is shared by all options (``share_prompt``):
+    with a chat template's system prompt, the question is most of the tokens. Without a cache
+    that can be repeated across a batch, every option reads the question again.
+    """
+    prompt = chat_prompt_ids(tokenizer, probe["question"])
+    options = [encode(tokenizer, option.strip()) for option in probe["options"]]
     pad_id = pad_token_id(tokenizer)
-    scores: list[list[float]] = [[] for _ in probes]
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        logits = batch_logits(model, [ids for _, ids, _ in chunk], pad_id)
-        for row, (index, ids, prompt_length) in enumerate(chunk):
-            # Logit at position p predicts token p + 1: the option's tokens are predicted from
-            # positions prompt_length - 1 … len(ids) - 2.
-            log_probs = torch.log_softmax(logits[row, prompt_length - 1:len(ids) - 1].float(), dim=-1)
-            targets = torch.tensor(ids[prompt_length:], device=log_probs.device)
-            scores[index].append(log_probs.gather(1, targets.unsqueeze(1)).mean().item())
-    return scores
+    device = device_of(model)
+    if share_prompt:
+        output = model(input_ids=torch.tensor([prompt], device=device), use_cache=True)
+        cache = output.past_key_values
+        share_prompt = hasattr(cache, "batch_repeat_interleave")
+    if share_prompt:
+        first_token = torch.log_softmax(output.logits[0, -1].float(), dim=-1)
+        cache.batch_repeat_interleave(len(options))
+        ids, mask = right_padded(options, pad_id, device)
+        mask = torch.cat([torch.ones((len(options), len(prompt)), dtype=mask.dtype, device=device), mask], dim=1)
+        positions = (len(prompt) + torch.arange(ids.shape[1], device=device)).expand_as(ids)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                       use_cache=True).logits
+        results = []
+        for row, option in enumerate(options):
+            # The prompt's last logit predicts the option's first token; the option's logit at
+            # position t predicts its token t + 1.
+            log_probs = torch.log_softmax(logits[row, :len(option) - 1].float(), dim=-1)
+            later = log_probs.gather(1, torch.tensor(option[1:], device=device).unsqueeze(1)).sum().item()
+            results.append((first_token[option[0]].item() + later, len(option)))
+        return results
+    logits = batch_logits(model, [prompt + option for option in options], pad_id)
+    results = []
+    for row, option in enumerate(options):
+        log_probs = torch.log_softmax(logits[row, len(prompt) - 1:len(prompt) + len(option) - 1].float(), dim=-1)
+        total = log_probs.gather(1, torch.tensor(option, device=log_probs.device).unsqueeze(1)).sum().item()
+        results.append((total, len(option)))
+    return results
 
 
-def probe_predictions(model, tokenizer, probes: Sequence[dict], *, batch_size: int = 16) -> list[int]:
+def probe_predictions(model, tokenizer, probes: Sequence[dict]) -> list[int]:
     """The option index each probe's question gets from the model (ties: the first)."""
-    return [max(range(len(row)), key=row.__getitem__)
-            for row in option_scores(model, tokenizer, probes, batch_size=batch_size)]
+    return [max(range(len(row)), key=row.__getitem__) for row in option_scores(model, tokenizer, probes)]
 
 
-def probe_accuracy(model, tokenizer, probes: Sequence[dict], *, batch_size: int = 16) -> float | None:
+def probe_accuracy(model, tokenizer, probes: Sequence[dict]) -> float | None:
     """Fraction of probes whose answer the model prefers; None for no probes."""
     if not probes:
         return None
-    predictions = probe_predictions(model, tokenizer, probes, batch_size=batch_size)
+    predictions = probe_predictions(model, tokenizer, probes)
     return sum(p == probe["answer"] for p, probe in zip(predictions, probes)) / len(probes)

@@ -117,24 +117,27 @@ def test_chained_version_starts_at_the_parent_and_distills_from_it(tiny_model, t
 
 
 def test_a_killed_run_resumes_to_the_same_losses_and_weights(tiny_model, tmp_path):
+    documents = DOCS[:4]
     config = TrainConfig(epochs=2, checkpoint_every=2, **FAST)
-    full = train(DOCS, out_dir=str(tmp_path / "full"), config=config, base_model=tiny_model)
+    full = train(documents, out_dir=str(tmp_path / "full"), config=config, base_model=tiny_model)
 
-    def die_after_five(progress):
-        if progress.documents_done == 5:
+    def die_after_three(progress):
+        if progress.documents_done == 3:
             raise RuntimeError("simulated crash")
 
     checkpoints = tmp_path / "ckpt"
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train(DOCS, out_dir=str(tmp_path / "killed"), config=config, base_model=tiny_model,
-              progress=die_after_five, checkpoint_dir=str(checkpoints))
+        train(documents, out_dir=str(tmp_path / "killed"), config=config, base_model=tiny_model,
+              progress=die_after_three, checkpoint_dir=str(checkpoints))
     assert not (tmp_path / "killed").exists()
-    assert [p.name for p in checkpoints.iterdir()] == ["ckpt-000000004"]
+    assert [p.name for p in checkpoints.iterdir()] == ["ckpt-000000002"]
 
     seen = []
-    resumed = train(DOCS, out_dir=str(tmp_path / "resumed"), config=config, base_model=tiny_model,
-                    checkpoint_dir=str(checkpoints), progress=lambda p: seen.append(p.documents_done))
-    assert seen[0] == 5 and seen[-1] == 12  # continued at the document after the checkpoint
+    resumed = train(documents, out_dir=str(tmp_path / "resumed"), config=config,
+                    base_model=tiny_model, checkpoint_dir=str(checkpoints),
+                    progress=lambda p: seen.append(p.documents_done))
+    assert seen == [3, 4, 5, 6, 7, 8]  # continued at the document after the checkpoint
+    assert list(checkpoints.iterdir()) == []  # the artifact supersedes them
     assert resumed.losses == full.losses
     assert resumed.steps == full.steps
     assert resumed.report == full.report
@@ -191,6 +194,16 @@ def test_report_counts_altered_and_skipped_documents(tiny_model, tmp_path):
     assert read_meta(result.artifact_dir)["report"] == report.to_dict()
 
 
+def test_an_existing_artifact_directory_is_refused_before_training(tiny_model, tmp_path):
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "meta.json").write_text("{}")
+    started = []
+    with pytest.raises(FileExistsError, match="already exists"):
+        train(DOCS[:1], out_dir=str(tmp_path / "v"), config=TrainConfig(), base_model=tiny_model,
+              progress=started.append)
+    assert started == []
+
+
 def test_empty_documents_are_rejected_before_training(tiny_model, tmp_path):
     with pytest.raises(EmptyDocumentError, match="document 1 is empty"):
         train([DOCS[0], "  \n\t"], out_dir=str(tmp_path / "v"), config=TrainConfig(),
@@ -243,7 +256,7 @@ def test_full_finetuning_starts_where_lora_does_and_trains_every_weight(tiny_mod
 
 def test_training_is_deterministic_from_the_seed(tiny_model, tmp_path):
     runs = [train(DOCS[:3], out_dir=str(tmp_path / name), base_model=tiny_model,
-                  config=TrainConfig(seed=seed, num_splits=2, epochs=2, **FAST))
+                  config=TrainConfig(seed=seed, num_splits=2, **FAST))
             for name, seed in (("a", 3), ("b", 3), ("c", 4))]
     assert runs[0].losses == runs[1].losses
     assert runs[0].losses != runs[2].losses
@@ -297,3 +310,15 @@ def test_config_from_dict_names_unknown_keys():
     config = TrainConfig.from_dict({"learning_rate": 1e-3, "num_splits": "all", "epochs": 2})
     assert (config.learning_rate, config.num_splits, config.epochs) == (1e-3, "all", 2)
     assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+def test_config_is_importable_without_torch():
+    # The service validates hyperparameters with TrainConfig and never loads torch.
+    import subprocess
+    import sys
+
+    code = ("import sys; from disc_engine.trainer import TrainConfig; "
+            "TrainConfig.from_dict({'epochs': 2}); print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, cwd=__file__.rsplit("/tests/", 1)[0])
+    assert result.stdout.strip() == "False"

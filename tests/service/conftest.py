@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from dataclasses import dataclass
 
 import httpx
 import pytest
-import uvicorn
 
 from service.app import create_app
 from store import migrate, repo
 from store.db import dispose_engines, session_scope
 from store.settings import Settings
+from server_helpers import free_port, run_server
 
 ALL_SCOPES = list(repo.SCOPES)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -38,18 +29,6 @@ class Api:
 
     def client(self, headers: dict[str, str] | None = None) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers=headers or {}, timeout=30)
-
-
-def run_server(app, port: int):
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test API server did not start")
-        time.sleep(0.02)
-    return server, thread
 
 
 @pytest.fixture

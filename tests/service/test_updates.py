@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 import redis
 
@@ -172,3 +173,44 @@ def test_oversized_chunked_body_is_refused_while_streaming(api):
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
     assert counts(api.settings)["jobs"] == 0
+
+
+def test_concurrent_requests_with_one_idempotency_key_make_one_job(api):
+    from concurrent.futures import ThreadPoolExecutor
+
+    headers = api.key() | {"Idempotency-Key": "race"}
+    body = {"documents": DOCS, "lineage": "brand-new"}  # the lineage is created in the race too
+
+    def post(_):
+        with api.client(headers) as client:
+            return client.post("/updates", json=body)
+
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(post, range(8)))
+    assert {r.status_code for r in responses} <= {200, 202}
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert counts(api.settings)["jobs"] == 1 and counts(api.settings)["lineages"] == 1
+    assert queued_messages(api.settings) == 1
+
+
+def test_job_is_kept_when_the_broker_is_down(service_settings):
+    from server_helpers import free_port, run_server
+
+    from service.app import create_app
+
+    settings = service_settings.model_copy(update={"broker_url": f"redis://127.0.0.1:{free_port()}/0"})
+    with session_scope(settings) as session:
+        _, token = repo.create_api_key(session, name="t", scopes=["updates:write"])
+    server, thread = run_server(create_app(settings), port := free_port())
+    try:
+        response = httpx.post(f"http://127.0.0.1:{port}/updates", json={"documents": DOCS},
+                              headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert response.status_code == 202
+    with session_scope(settings) as session:
+        job = repo.get_job(session, response.json()["id"])
+        # Left for the reconciler: queued, never marked as sent.
+        assert job.status.value == "queued" and job.enqueued_at is None
+        assert [e.kind for e in repo.list_job_events(session, job.id)] == ["created", "enqueue_failed"]

@@ -32,6 +32,8 @@ def list_jobs(session: SessionDep, settings: SettingsDep, principal: JobsReader,
     """Jobs, newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
     if lineage is not None:
         principal.check_lineage(lineage)
+        if repo.get_lineage(session, lineage) is None:
+            raise not_found(f"lineage {lineage!r}", "lineage")
     lineage = lineage or principal.lineage
     try:
         page = repo.list_jobs(session, limit=limit, cursor=cursor, lineage=lineage,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Path
@@ -32,6 +33,16 @@ def _version(session, principal: Principal, lineage: str, number: int) -> ModelV
     if version is None:
         raise not_found(f"version {number} of lineage {lineage!r}", "version")
     return version
+
+
+def _verified_artifact(settings, version: ModelVersion) -> Path:
+    try:
+        path = storage.resolve_artifact(settings, version.artifact_uri)
+        storage.verify_artifact(path, version.artifact_sha256)
+    except storage.ArtifactCorrupt as exc:
+        raise ApiError(409, "artifact_corrupt", f"the artifact of version {version.number} of "
+                       f"{version.lineage.name!r} is missing or damaged") from exc
+    return path
 
 
 @router.get("/latest", response_model=VersionPublic)
@@ -73,23 +84,23 @@ def download_artifact(lineage: LineagePath, number: VersionNumber, session: Sess
     rather than sent as a broken download.
     """
     version = _version(session, principal, lineage, number)
-    try:
-        path = storage.resolve_artifact(settings, version.artifact_uri)
-        storage.verify_artifact(path, version.artifact_sha256)
-    except storage.ArtifactCorrupt as exc:
-        raise ApiError(409, "artifact_corrupt", f"the artifact of version {number} of {lineage!r} is missing or "
-                       "damaged and cannot be served") from exc
+    path, sha256 = _verified_artifact(settings, version), version.artifact_sha256
+    session.close()  # release the connection now rather than hold it for the whole download
     name = f"{storage.safe_name(lineage)}-v{number}"
     return StreamingResponse(storage.iter_tar_gz(path, arcname=name), media_type="application/gzip",
                              headers={"Content-Disposition": f'attachment; filename="{name}.tar.gz"',
-                                      "X-Artifact-SHA256": version.artifact_sha256})
+                                      "X-Artifact-SHA256": sha256})
 
 
 @router.post("/{lineage}/versions/{number}/promote", response_model=VersionPublic)
 def promote(lineage: LineagePath, number: VersionNumber, session: SessionDep, settings: SettingsDep,
             principal: ModelsPromoter) -> VersionPublic:
-    """Point ``latest`` at this version: roll back to an older one or forward to a candidate."""
+    """Point ``latest`` at this version: roll back to an older one or forward to a candidate.
+
+    Refused (409) for a rejected version and for one whose artifact is missing or damaged.
+    """
     version = _version(session, principal, lineage, number)
+    _verified_artifact(settings, version)
     try:
         repo.move_alias(session, version.lineage, version, reason="manual", actor=principal.name)
     except repo.VersionRejected as exc:

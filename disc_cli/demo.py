@@ -1,0 +1,268 @@
+"""`disc demo`: the whole product on this machine, with no server to install.
+
+In a fresh folder (``.disc/demo``) it migrates an SQLite database, starts a real worker and the
+HTTP API as child processes (the broker is kombu's SQLAlchemy transport over SQLite), creates
+an API key, submits the bundled sample update over HTTP, follows the job with a progress bar
+and ends with the new version's scores and where its artifact is. The children are stopped on
+the way out, also on Ctrl-C or an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_HOME = Path(".disc") / "demo"
+SAMPLE = Path(__file__).resolve().parent.parent / "disc_engine" / "data" / "sample_update.json"
+SCOPES = "updates:write,jobs:read,models:read,models:promote"
+
+KNOWLEDGE_ROWS = [
+    ("knowledge gap (KL, lower is better)", "knowledge_gap_before", "knowledge_gap_after"),
+    ("sentence NLL without context", "suffix_nll_before", "suffix_nll_after"),
+    ("probe accuracy", "probe_accuracy_before", "probe_accuracy_after"),
+]
+RETENTION_ROWS = [
+    ("general questions answered", "general_mc_accuracy_parent", "general_mc_accuracy"),
+    ("instruction format followed", "format_compliance_parent", "format_compliance"),
+]
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="run the service locally and teach the default model the bundled sample update",
+        description="Start a worker and the API on this machine (SQLite, no external server), submit "
+                    "the bundled sample documents over HTTP, show the job's progress and the new "
+                    "version's scores. Takes a few minutes on a laptop CPU.")
+    parser.add_argument("--home", type=Path, default=DEFAULT_HOME,
+                        help=f"folder for the demo's database, queue, artifacts and logs; emptied first "
+                             f"(default: {DEFAULT_HOME})")
+    parser.add_argument("--model", default=None,
+                        help="base model (default: SmolLM2-135M-Instruct, bundled)")
+    parser.add_argument("--sample", type=Path, default=SAMPLE,
+                        help="update to submit: JSON with \"documents\" and optional \"probes\"")
+    parser.add_argument("--port", type=int, default=0, help="API port (default: a free one)")
+    parser.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds")
+    parser.set_defaults(func=run)
+
+
+# --- child processes ----------------------------------------------------------------------------
+
+class Child:
+    """A child process in its own process group, its output in a log file.
+
+    ``stop`` ends the whole group: SIGTERM (a Celery worker finishes its current task first), then
+    SIGKILL after ``grace_s``.
+    """
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path):
+        self.name = name
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        self.proc = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, grace_s: float = 20.0) -> None:
+        if self.alive():
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                pass
+            except ProcessLookupError:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # anything the child left in its group
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self._log.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def disc_argv(*args: str) -> list[str]:
+    """Run `disc` with this interpreter, whether or not the console script is on PATH."""
+    return [sys.executable, "-m", "disc_cli.main", *args]
+
+
+def demo_environment(home: Path, model: str | None) -> dict[str, str]:
+    """The embedded default, pinned explicitly so that DISC_* variables in the shell (a production
+    database, say) cannot leak into the demo."""
+    home = home.resolve()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISC_") or k == "DISC_MODEL_CACHE"}
+    env.update({
+        "DISC_HOME": str(home),
+        "DISC_DATABASE_URL": f"sqlite:///{home / 'disc.sqlite'}",
+        "DISC_BROKER_URL": f"sqla+sqlite:///{home / 'broker.sqlite'}",
+        "DISC_ARTIFACT_DIR": str(home / "artifacts"),
+        "DISC_ENVIRONMENT": "development",
+        "DISC_AUTH_DISABLED": "false",
+        # A job the API could not hand to the broker is sent by the worker's reconciler; in a
+        # one-job demo it should not wait the production default of a minute.
+        "DISC_RECONCILE_AFTER_S": "3",
+        "PYTHONUNBUFFERED": "1",
+    })
+    if model:
+        env["DISC_BASE_MODEL"] = model
+    return env
+
+
+def wait_for_http(client, url: str, children: list[Child], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for child in children:
+            if not child.alive():
+                raise RuntimeError(f"the {child.name} exited with status {child.proc.returncode}:\n{child.tail()}")
+        try:
+            if client.get(url).status_code == 200:
+                return
+        except Exception:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer within {timeout_s:.0f} s")
+
+
+# --- the demo -----------------------------------------------------------------------------------
+
+def run(args) -> int:
+    import httpx
+    from tqdm import tqdm
+
+    home: Path = args.home.resolve()
+    if home.exists():
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    env = demo_environment(home, args.model)
+    sample = json.loads(args.sample.read_text())
+    body = {"documents": sample["documents"]}
+    if sample.get("probes"):
+        body["probes"] = sample["probes"]
+
+    print(f"disc demo: a fresh service in {home}")
+    step = subprocess.run(disc_argv("db", "upgrade"), env=env, capture_output=True, text=True)
+    if step.returncode != 0:
+        print(step.stdout + step.stderr, file=sys.stderr)
+        return 1
+    created = subprocess.run(disc_argv("keys", "create", "--name", "demo", "--scopes", SCOPES),
+                             env=env, capture_output=True, text=True)
+    if created.returncode != 0:
+        print(created.stdout + created.stderr, file=sys.stderr)
+        return 1
+    token = created.stdout.strip().splitlines()[-1]
+
+    port = args.port or free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    children: list[Child] = []
+    try:
+        children.append(Child("worker", disc_argv("worker", "--loglevel", "info", "--reconcile-every", "2"), env, home / "worker.log"))
+        children.append(Child("API", disc_argv("serve", "--port", str(port), "--log-level", "warning"), env,
+                              home / "api.log"))
+        with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
+            wait_for_http(client, "/healthz", children, timeout_s=120)
+            print(f"API at {base_url} (logs: {home / 'api.log'}, {home / 'worker.log'})")
+            response = client.post("/updates", json=body)
+            if response.status_code != 202:
+                print(f"POST /updates answered {response.status_code}: {response.text}", file=sys.stderr)
+                return 1
+            job = response.json()
+            print(f"job {job['id']}: {len(body['documents'])} documents, {len(body.get('probes', []))} probes, "
+                  f"lineage {job['lineage']!r}")
+            job = follow(client, job["id"], children, args.timeout, tqdm)
+        if job["status"] != "succeeded":
+            error = job.get("error") or {}
+            print(f"\nthe job ended {job['status']}: {error.get('code')}: {error.get('message')}", file=sys.stderr)
+            print(f"worker log ({home / 'worker.log'}):\n{children[0].tail()}", file=sys.stderr)
+            return 1
+        print_summary(job["result_version"], home, base_url)
+        return 0
+    except KeyboardInterrupt:
+        print("\ninterrupted; stopping the worker and the API", file=sys.stderr)
+        return 130
+    finally:
+        for child in reversed(children):
+            child.stop()
+
+
+def follow(client, job_id: str, children: list[Child], timeout_s: float, tqdm) -> dict:
+    """Poll GET /jobs/{id} until the job ends, drawing documents done/total."""
+    bar = tqdm(total=1, unit="doc", desc="queued", dynamic_ncols=True,
+               bar_format="{desc:<10} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} documents [{elapsed}{postfix}]")
+    deadline = time.monotonic() + timeout_s
+    shown = None
+    try:
+        while True:
+            job = client.get(f"/jobs/{job_id}").json()
+            progress = job.get("progress") or {}
+            total = progress.get("documents_total") or bar.total
+            if bar.total != total:
+                bar.total = total
+            bar.n = min(progress.get("documents_done") or 0, total)
+            bar.set_description(progress.get("stage") or job["status"])
+            postfix = {}
+            if progress.get("loss") is not None:
+                postfix["loss"] = f"{progress['loss']:.3f}"
+            if progress.get("eta_seconds") is not None and job["status"] == "running":
+                postfix["eta"] = f"{progress['eta_seconds']:.0f}s"
+            bar.set_postfix(postfix, refresh=False)
+            state = (bar.n, bar.total, bar.desc, bar.postfix)
+            if state != shown:  # redraw on news only: a log file gets one line per change
+                bar.refresh()
+                shown = state
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                return job
+            worker = children[0]
+            if not worker.alive():
+                raise RuntimeError(f"the worker exited with status {worker.proc.returncode}:\n{worker.tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} did not finish within {timeout_s:.0f} s")
+            time.sleep(1.0)
+    finally:
+        bar.close()
+
+
+def _fmt(value) -> str:
+    return "—" if value is None else f"{value:.4g}"
+
+
+def print_summary(version: dict, home: Path, base_url: str) -> None:
+    from store.storage import version_relpath
+
+    scores = version["scores"]
+    print(f"\nversion {version['version']} of {version['lineage']!r} ({version['method']}, base "
+          f"{version['base_model']}): {version['state']}{', now latest' if version['is_latest'] else ''}")
+    rows = [("knowledge gained", "before", "after")]
+    rows += [(label, _fmt(scores.get(before)), _fmt(scores.get(after))) for label, before, after in KNOWLEDGE_ROWS]
+    rows.append(("share of the gap closed", "", _fmt(scores.get("knowledge_gap_closed_fraction"))))
+    rows.append(("capabilities kept", "parent", "new"))
+    rows += [(label, _fmt(scores.get(before)), _fmt(scores.get(after))) for label, before, after in RETENTION_ROWS]
+    rows.append(("KL to the parent (lower is better)", "", _fmt(scores.get("retention_kl_vs_parent"))))
+    rows.append(("KL to the base (lower is better)", "", _fmt(scores.get("retention_kl_vs_base"))))
+    width = max(len(r[0]) for r in rows)
+    for label, left, right in rows:
+        heading = label in ("knowledge gained", "capabilities kept")
+        line = f"{label:<{width}}  {left:>10}  {right:>10}"
+        print(("\n" if heading else "") + line)
+    artifact = home / "artifacts" / version_relpath(version["lineage"], version["version"], version["job_id"])
+    print(f"\nartifact: {artifact}  ({version['artifact_kind']}, sha256 {version['artifact_sha256'][:12]}…)")
+    url = version["artifact_url"]
+    print(f"download: {url if url.startswith('http') else base_url + url}")

@@ -1,0 +1,68 @@
+"""`disc db upgrade`, `disc keys`, `disc serve` as an operator runs them, from another directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+
+from server_helpers import free_port
+
+
+def disc(args, env, cwd, **kwargs):
+    return subprocess.run([sys.executable, "-m", "disc_cli.main", *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=120, **kwargs)
+
+
+def test_upgrade_keys_and_serve(tmp_path):
+    env = {**os.environ, "DISC_HOME": str(tmp_path / "home"), "PYTHONPATH": os.getcwd()}
+    env.pop("DISC_DATABASE_URL", None)
+    env.pop("DISC_BROKER_URL", None)
+    port = free_port()
+
+    refused = disc(["serve", "--port", str(port)], env, tmp_path)
+    assert refused.returncode == 2 and "run `disc db upgrade`" in refused.stderr
+
+    upgraded = disc(["db", "upgrade"], env, tmp_path)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert disc(["db", "upgrade"], env, tmp_path).returncode == 0  # a second run changes nothing
+
+    created = disc(["keys", "create", "--name", "ci", "--scopes", "jobs:read", "--lineage", "news"], env, tmp_path)
+    token = created.stdout.strip()
+    assert created.returncode == 0 and token.startswith("disc_")
+    listed = disc(["keys", "list"], env, tmp_path).stdout
+    assert "ci" in listed and "news" in listed and token not in listed
+    bad_scope = disc(["keys", "create", "--name", "x", "--scopes", "root"], env, tmp_path)
+    assert bad_scope.returncode == 2 and "unknown scope" in bad_scope.stderr
+
+    server = subprocess.Popen([sys.executable, "-m", "disc_cli.main", "serve", "--port", str(port)], env=env,
+                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "disc serve did not come up"
+            time.sleep(0.2)
+        headers = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(f"{url}/jobs", headers=headers).status_code == 200
+        assert httpx.get(f"{url}/jobs").status_code == 401
+        assert httpx.get(f"{url}/readyz").json()["checks"] == {"database": "ok", "broker": "ok"}
+        assert disc(["keys", "revoke", "1"], env, tmp_path).returncode == 0
+        assert httpx.get(f"{url}/jobs", headers=headers).status_code == 401
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_every_command_has_help(tmp_path):
+    for command in (["serve"], ["db", "upgrade"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"]):
+        shown = disc([*command, "--help"], dict(os.environ, PYTHONPATH=os.getcwd()), tmp_path)
+        assert shown.returncode == 0 and "usage: disc" in shown.stdout
