@@ -35,7 +35,6 @@ import random
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,6 +84,7 @@ class Stack:
     url: str
     token: str
     database_url: str | None
+    log_path: Path | None = None
     cleanups: list = field(default_factory=list)
 
     def close(self) -> None:
@@ -155,7 +155,8 @@ def start_stack(args) -> Stack:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DISC_")}
         env.update({"DISC_DATABASE_URL": database_url, "DISC_BROKER_URL": broker_url, "DISC_HOME": str(work),
                     "DISC_ARTIFACT_DIR": str(work / "artifacts"), "PYTHONPATH": str(REPO_ROOT)})
-        log = open(work / "serve.log", "wb")
+        stack.log_path = work / "serve.log"
+        log = open(stack.log_path, "wb")
         serve = subprocess.Popen(
             [sys.executable, "-m", "disc_cli.main", "serve", "--port", str(port), "--log-level", "warning",
              "--workers", str(args.serve_workers)],
@@ -215,7 +216,11 @@ async def submitter(http: httpx.AsyncClient, client: int, args, results: Results
         body = small_body(client, batch, args.documents)
         key = f"load-{client}-{batch}"
         started = time.perf_counter()
-        response = await http.post("/updates", json=body, headers={"Idempotency-Key": key})
+        try:
+            response = await http.post("/updates", json=body, headers={"Idempotency-Key": key})
+        except httpx.TransportError as exc:
+            results.errors.append(f"POST /updates {key}: {type(exc).__name__} {exc}")
+            continue
         results.post_ms.append((time.perf_counter() - started) * 1000)
         if response.status_code != 202:
             results.errors.append(f"POST /updates {key}: {response.status_code} {response.text[:200]}")
@@ -241,7 +246,11 @@ async def poller(http: httpx.AsyncClient, accepted: list[str], done: asyncio.Eve
             continue
         job_id = rng.choice(accepted)
         started = time.perf_counter()
-        response = await http.get(f"/jobs/{job_id}")
+        try:
+            response = await http.get(f"/jobs/{job_id}")
+        except httpx.TransportError as exc:
+            results.errors.append(f"GET /jobs/{job_id}: {type(exc).__name__} {exc}")
+            continue
         results.get_ms.append((time.perf_counter() - started) * 1000)
         if response.status_code != 200:
             results.errors.append(f"GET /jobs/{job_id}: {response.status_code} {response.text[:200]}")
@@ -396,7 +405,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(results.get_ms) / results.phase1_seconds:.0f} job reads/s, "
               f"{(submitted + len(results.get_ms)) / results.phase1_seconds:.0f} requests/s in all")
         if problems:
-            print("\nFAILED CHECKS:\n  " + "\n  ".join(problems[:20]), file=sys.stderr)
+            print(f"\nFAILED CHECKS ({len(problems)}):\n  " + "\n  ".join(problems[:20]), file=sys.stderr)
+            if stack.log_path is not None and stack.log_path.exists():
+                print(f"--- end of the API's log\n{stack.log_path.read_text(errors='replace')[-3000:]}",
+                      file=sys.stderr)
             return 1
         print(f"checks: all {submitted + args.large_requests} batches accepted exactly once "
               f"({args.clients} replays returned the first job); every job ended (cancelled)")

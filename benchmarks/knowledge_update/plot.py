@@ -18,7 +18,7 @@ _LABELS = {"lora": "LoRA", "full": "full", "disc": "DiSC", "sft": "FT", "sft_kl"
 _PANELS = [
     ("format_compliance", "format compliance (%)", True),
     ("general_mc_accuracy", "general accuracy (%)", True),
-    ("retention_kl_vs_base", "KL to base on its chat replies (lower is better)", False),
+    ("retention_kl_vs_base", "KL to base on its chat replies (axis inverted)", False),
 ]
 
 
@@ -47,9 +47,10 @@ def plot_figure(record: dict, path: Path) -> None:
                     ax.annotate(f"{r['learning_rate']:g}", (x, y), textcoords="offset points",
                                 xytext=(4, 4), fontsize=7, color=_COLORS[method])
         if not higher_is_better:
-            # Retention grows upwards in every panel, as in the paper's figure.
-            ax.set_yscale("symlog", linthresh=0.01)
-            ax.invert_yaxis()
+            # Retention grows upwards in every panel, as in the paper's figure; the base's KL to
+            # itself (0, up to rounding) is the top.
+            highest = max([r[key] for r in runs if r[key] is not None], default=0.0)
+            ax.set_ylim(max(highest * 1.1, 1e-3), 0.0)
         ax.axvline(25, color="grey", linewidth=0.8, linestyle=":")
         ax.set_xlabel("knowledge: probe accuracy (%)  (chance 25%)")
         ax.set_ylabel(label)

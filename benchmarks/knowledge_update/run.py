@@ -253,17 +253,13 @@ def _splits(text: str) -> int | str:
 
 def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path]:
     """The experiment's settings, and the output folder (not part of the record)."""
-    import torch
-
-    from disc_engine.models import DEFAULT_MODEL
-
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.knowledge_update",
         description="Probe accuracy gained vs. capabilities kept, for DiSC and fine-tuning, "
                     "LoRA and full, across learning rates.")
     parser.add_argument("--quick", action="store_true",
                         help=f"a smaller grid for a few minutes on CPU: {QUICK_GRID}")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="model name or path (default: %(default)s)")
+    parser.add_argument("--model", help="model name or path (default: the product's default model)")
     parser.add_argument("--out", type=Path, default=Path("docs/results"), help="output folder")
     parser.add_argument("--documents", type=int, help="number of corpus documents")
     parser.add_argument("--epochs", type=int, help="passes over the documents")
@@ -282,25 +278,30 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path]:
     parser.add_argument("--no-compliance", action="store_true",
                         help="skip format compliance (the one measure that generates text)")
     args = parser.parse_args(argv)
+    # Imported only once the arguments are known good: torch and transformers take seconds.
+    import torch
+
+    from disc_engine.models import DEFAULT_MODEL
+
     grid = QUICK_GRID if args.quick else FULL_GRID
-    documents = args.documents or grid["documents"]
-    if documents < 1:
-        parser.error(f"--documents must be at least 1, got {documents}")
-    epochs = args.epochs or grid["epochs"]
-    if epochs < 1:
-        parser.error(f"--epochs must be at least 1, got {epochs}")
-    settings = Settings(model=args.model, documents=documents, epochs=epochs, num_splits=args.splits,
-                    seed=args.seed, methods=args.methods, parameterizations=args.parameterizations,
-                    lora_lrs=args.lrs or grid["lora_lrs"], full_lrs=args.full_lrs or grid["full_lrs"],
-                    compliance=not args.no_compliance, quick=args.quick,
-                    eval_items=args.eval_items or grid["eval_items"],
-                    device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    chosen = {key: getattr(args, key) if getattr(args, key) is not None else grid[key]
+              for key in ("documents", "epochs", "eval_items")}
+    for key, value in chosen.items():
+        if value is not None and value < 1:
+            parser.error(f"--{key.replace('_', '-')} must be at least 1, got {value}")
+    settings = Settings(
+        model=args.model or DEFAULT_MODEL, documents=chosen["documents"], epochs=chosen["epochs"],
+        num_splits=args.splits, seed=args.seed, methods=args.methods,
+        parameterizations=args.parameterizations, lora_lrs=args.lrs or grid["lora_lrs"],
+        full_lrs=args.full_lrs or grid["full_lrs"], compliance=not args.no_compliance,
+        quick=args.quick, eval_items=chosen["eval_items"],
+        device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     return settings, args.out
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings, out = parse_args(argv)
     started = time.perf_counter()
+    settings, out = parse_args(argv)
     print(f"knowledge update benchmark: {len(settings.runs())} runs on {settings.model}, "
           f"{settings.documents} documents, {settings.epochs} epoch(s)", flush=True)
     record = run_grid(settings, out, log=lambda line: print(line, flush=True))

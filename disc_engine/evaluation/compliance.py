@@ -69,8 +69,26 @@ def ends_with(text: str, suffix: str) -> bool:
     return text.rstrip().rstrip("\"'*").endswith(suffix)
 
 
-def avoids_letter(text: str, letter: str) -> bool:
-    return bool(text.strip()) and letter.lower() not in text.lower()
+def starts_with_any(text: str, prefixes: list[str]) -> bool:
+    return any(starts_with(text, prefix) for prefix in prefixes)
+
+
+def avoids(text: str, forbidden: str) -> bool:
+    return bool(text.strip()) and forbidden.lower() not in text.lower()
+
+
+def contains_all(text: str, words: list[str]) -> bool:
+    return all(re.search(rf"\b{re.escape(word)}\b", text, flags=re.IGNORECASE) for word in words)
+
+
+def numbered_list(text: str, count: int) -> bool:
+    items = re.findall(r"^\s*\d+[.)]\s+\S", text, flags=re.MULTILINE)
+    return len(items) == count
+
+
+def bullet_list(text: str, count: int) -> bool:
+    items = re.findall(r"^\s*[-*•]\s+\S", text, flags=re.MULTILINE)
+    return len(items) == count
 
 
 def json_with_key(text: str, key: str) -> bool:
@@ -95,7 +113,11 @@ CHECKERS: dict[str, Callable[..., bool]] = {
     "max_words": max_words,
     "starts_with": starts_with,
     "ends_with": ends_with,
-    "avoids_letter": avoids_letter,
+    "starts_with_any": starts_with_any,
+    "avoids": avoids,
+    "contains_all": contains_all,
+    "numbered_list": numbered_list,
+    "bullet_list": bullet_list,
     "json_with_key": json_with_key,
 }
 

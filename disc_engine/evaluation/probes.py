@@ -1,12 +1,14 @@
 """Multiple-choice questions scored by option likelihood, with no sampling.
 
 A question is read as a user turn in the model's chat format; each option is read as the
-assistant's reply, and the option the model finds most likely wins. "Most likely" is the MEAN
-log-probability per option token, not the sum: a sum charges every extra token, so it prefers
-short options whatever they say ("Paris" over "Rio de Janeiro"), and the options of questions
-about new documents (names, dates, places) differ widely in token count. The mean compares the
-model's confidence token for token; it is the per-token form of lm-evaluation-harness's
-length-normalised ``acc_norm``.
+assistant's reply, and the option with the highest log-likelihood, SUMMED over its tokens, wins:
+``log P(option | question)``, the probability of the whole reply. The per-token mean was tried
+and rejected: in a reply the first token carries the choice, and the later tokens of a long
+option are near-certain once it has started ("Hippo" → "potamus"), so averaging dilutes the
+decisive token and favours long options. On the shipped general-knowledge questions
+SmolLM2-135M-Instruct answers 28 of 42 by the sum and 18 by the mean (19 by the sum per
+character, lm-evaluation-harness's ``acc_norm``). The sum's known bias towards short options
+matters less here; probes with options of very different lengths should keep that in mind.
 """
 
 from __future__ import annotations
@@ -47,11 +49,10 @@ def validate_probe(probe) -> None:
 
 @torch.inference_mode()
 def option_scores(model, tokenizer, probes: Sequence[dict]) -> list[list[float]]:
-    """Mean log-probability per token of every option of every probe, given its question."""
+    """Log-likelihood (summed over tokens) of every option of every probe, given its question."""
     for probe in probes:
         validate_probe(probe)
-    return [[total / count for total, count in _option_log_likelihoods(model, tokenizer, probe)]
-            for probe in probes]
+    return [[total for total, _ in _option_log_likelihoods(model, tokenizer, probe)] for probe in probes]
 
 
 def _option_log_likelihoods(model, tokenizer, probe: dict,

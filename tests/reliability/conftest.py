@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -24,6 +23,7 @@ import psycopg
 import pytest
 import redis
 
+from disc_cli.demo import disc_argv
 from store import migrate, repo
 from store.db import dispose_engines, session_scope
 from store.settings import Settings
@@ -34,8 +34,6 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 # Small enough that a lost message is re-sent within a few seconds of a test's wait.
 RECONCILE_AFTER_S = 3
 RECONCILE_EVERY_S = 1.0
-# The `disc` command as installed (`disc = disc_cli.main:main`), run by this interpreter.
-DISC = [sys.executable, "-m", "disc_cli.main"]
 
 
 # --- private servers -----------------------------------------------------------------------------
@@ -148,7 +146,7 @@ class Deployment:
 
     def _start(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> Process:
         env = {**self.env, **(extra_env or {})}
-        process = Process(name, [*DISC, *args], env,
+        process = Process(name, disc_argv(*args), env,
                           self.logs / f"{name}-{len(self.processes)}.log")
         self.processes.append(process)
         return process
@@ -274,7 +272,7 @@ def deployment(postgres_url, redis_url, tiny_model, tmp_path, private_postgres, 
     migrate.upgrade(settings)
     settings.artifact_dir.mkdir(parents=True)
     (settings.artifact_dir / ".eval-cache").symlink_to(shared_eval_cache, target_is_directory=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DISC_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISC_") or k == "DISC_MODEL_CACHE"}
     env.update({
         "DISC_DATABASE_URL": postgres_url,
         "DISC_BROKER_URL": redis_url,

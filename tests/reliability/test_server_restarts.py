@@ -23,7 +23,7 @@ def _version_numbers(deployment, lineage: str) -> list[int]:
 def test_a_redis_restart_loses_messages_but_no_job(deployment):
     deployment.serve()
     deployment.worker()
-    running = deployment.submit(documents(30, topic="Busy"), lineage="redis-running", promotion=ALWAYS)["id"]
+    running = deployment.submit(documents(12, topic="Busy"), lineage="redis-running", promotion=ALWAYS)["id"]
     waiting = deployment.submit(documents(12, topic="Waiting"), lineage="redis-waiting", promotion=ALWAYS)["id"]
     deployment.wait_job(running, lambda j: j["status"] == "running" and j["progress"]["documents_done"] > 0,
                         timeout_s=180, what="training progress")
@@ -54,7 +54,7 @@ def test_a_redis_restart_loses_messages_but_no_job(deployment):
 def test_a_postgresql_restart_during_training_is_recovered_without_loss(deployment):
     deployment.serve()
     worker = deployment.worker()
-    texts = documents(30, topic="Database")
+    texts = documents(12, topic="Database")
     job_id = deployment.submit(texts, lineage="pg-restart", promotion=ALWAYS)["id"]
     deployment.wait_job(job_id, lambda j: j["status"] == "running" and j["progress"]["documents_done"] > 0,
                         timeout_s=180, what="training progress")

@@ -9,7 +9,7 @@ from service.app import UnsafeConfiguration, create_app
 from store import migrate, repo
 from store.db import dispose_engines, session_scope
 from store.settings import Settings
-from server_helpers import free_port, run_server
+from tests.service.server_helpers import free_port, run_server
 
 DOC = {"documents": [{"text": "A fact."}]}
 

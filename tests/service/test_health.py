@@ -6,7 +6,7 @@ import httpx
 
 from service.app import create_app
 from store.db import dispose_engines
-from server_helpers import free_port, run_server
+from tests.service.server_helpers import free_port, run_server
 
 
 def test_healthz_and_readyz(api):

@@ -194,7 +194,7 @@ def test_concurrent_requests_with_one_idempotency_key_make_one_job(api):
 
 
 def test_job_is_kept_when_the_broker_is_down(service_settings):
-    from server_helpers import free_port, run_server
+    from tests.service.server_helpers import free_port, run_server
 
     from service.app import create_app
 
