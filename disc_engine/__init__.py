@@ -7,18 +7,28 @@ told the teacher while staying close to the post-trained model everywhere else.
 Public surface: ``disc_loss`` (and the baselines' losses), ``train`` with ``TrainConfig``,
 artifacts (``save_artifact``, ``load_artifact``, ``read_meta``), model loading, and
 ``disc_engine.evaluation``. This package knows nothing of HTTP, SQL or Celery.
+
+Names are resolved lazily (PEP 562) so that light modules such as ``disc_engine.trainer``'s
+``TrainConfig`` can be used for validation without importing torch.
 """
 
-from disc_engine.artifacts import artifact_kind, load_artifact, read_meta, save_artifact
-from disc_engine.loss import disc_loss, disc_loss_reference, sft_kl_loss, sft_loss
-from disc_engine.models import (DEFAULT_MODEL, TINY_MODEL, load_model, load_tokenizer, model_checksum,
-                                resolve_model_path)
-from disc_engine.splitting import EmptyDocumentError, choose_split_indices, prepare_document, split_sentences
-from disc_engine.trainer import Progress, TrainConfig, TrainingCancelled, TrainReport, TrainResult, train
+from importlib import import_module
 
-__all__ = [
-    "DEFAULT_MODEL", "TINY_MODEL", "EmptyDocumentError", "Progress", "TrainConfig", "TrainReport", "TrainResult",
-    "TrainingCancelled", "artifact_kind", "choose_split_indices", "disc_loss", "disc_loss_reference",
-    "load_artifact", "load_model", "load_tokenizer", "model_checksum", "prepare_document", "read_meta",
-    "resolve_model_path", "save_artifact", "sft_kl_loss", "sft_loss", "split_sentences", "train",
-]
+_EXPORTS = {
+    "disc_engine.loss": ("disc_loss", "disc_loss_reference", "sft_loss", "sft_kl_loss"),
+    "disc_engine.trainer": ("Progress", "TrainConfig", "TrainReport", "TrainResult", "TrainingCancelled", "train"),
+    "disc_engine.artifacts": ("artifact_kind", "load_artifact", "read_meta", "save_artifact"),
+    "disc_engine.models": ("DEFAULT_MODEL", "TINY_MODEL", "load_model", "load_tokenizer", "model_checksum",
+                           "resolve_model_path"),
+    "disc_engine.splitting": ("EmptyDocumentError", "choose_split_indices", "prepare_document", "split_sentences"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'disc_engine' has no attribute {name!r}")
+    value = getattr(import_module(_MODULE_OF[name]), name)
+    globals()[name] = value  # resolve once
+    return value

@@ -286,6 +286,11 @@ class ProgressReporter:
         self._started = time.monotonic()
         self._first_done: int | None = None
 
+    @property
+    def resumed_at(self) -> int:
+        """Documents already done when this attempt's training began (from a checkpoint)."""
+        return self._first_done or 0
+
     def __call__(self, progress) -> None:
         if self._first_done is None:
             # A resumed run starts mid-way: the rate counts only this attempt's documents.
@@ -604,10 +609,11 @@ def _run_claimed(record: JobRecord, session_factory: sessionmaker[Session], sett
         storage.remove_tree(out_dir)
         checkpoints = storage.checkpoint_dir(settings, job_id)
         checkpoints.mkdir(parents=True, exist_ok=True)
+        reporter = ProgressReporter(record)
         try:
             result = train(job.documents, out_dir=str(out_dir), config=config, base_model=job.base_model,
                            parent=str(parent_dir) if parent_dir is not None else None,
-                           progress=ProgressReporter(record),
+                           progress=reporter,
                            checkpoint_dir=str(checkpoints),
                            should_stop=stop, device=device)
         except TrainingCancelled as exc:
@@ -617,14 +623,19 @@ def _run_claimed(record: JobRecord, session_factory: sessionmaker[Session], sett
             sha256 = storage.directory_sha256(artifact_dir)
             record.event("trained", f"{result.steps} steps; artifact {relpath}",
                          {"steps": result.steps, "artifact_sha256": sha256,
-                          "documents_trained": result.report.documents_trained})
+                          "documents_trained": result.report.documents_trained,
+                          "resumed_at_document": reporter.resumed_at})
 
             stop.check()
             record.update(status=JobStatus.evaluating,
                           progress={"stage": "evaluating", "documents_done": len(job.documents) * config.epochs,
                                     "documents_total": len(job.documents) * config.epochs, "step": result.steps})
             record.event("evaluating", "scoring knowledge gained and behaviour retained")
-            evaluation = _evaluate(settings, job, parent, parent_dir, artifact_dir, sha256, device, config.seed)
+            try:
+                evaluation = _evaluate(settings, job, parent, parent_dir, artifact_dir, sha256, device,
+                                       config.seed)
+            except ValueError as exc:
+                raise JobFailed("evaluation_failed", _short(f"evaluating the new version failed: {exc}")) from exc
             scores = numeric_scores(evaluation)
             record.event("evaluated", "", {"scores": scores})
             stop.check()

@@ -216,3 +216,98 @@ def test_out_of_memory_is_its_own_failure_code():
     assert code == "out_of_memory" and "memory" in message
     assert pipeline._classify(MemoryError())[0] == "out_of_memory"
     assert pipeline._classify(RuntimeError("x" * 5000))[1].endswith("…")
+
+
+class TestPromotionPolicy:
+    """The auto policy on fixed scores (the tiny model's are random)."""
+
+    GOOD = {"retention_kl_vs_parent": 0.1, "retention_kl_vs_base": 1.0, "format_compliance": 0.9}
+
+    @pytest.fixture
+    def settings(self, tmp_path):
+        from store.settings import Settings
+
+        return Settings(home=tmp_path, promote_max_retention_kl_vs_parent=0.5, promote_max_retention_kl_vs_base=2.0,
+                        promote_min_format_compliance=0.8)
+
+    def test_auto_promotes_within_every_bound(self, settings):
+        assert pipeline.decide_promotion(None, self.GOOD, settings).promote
+        assert pipeline.decide_promotion({"policy": "auto"}, self.GOOD, settings).promote
+
+    @pytest.mark.parametrize("name, value", [("retention_kl_vs_parent", 0.51), ("retention_kl_vs_base", 2.5),
+                                             ("format_compliance", 0.7), ("retention_kl_vs_parent", None)])
+    def test_auto_keeps_a_candidate_outside_a_bound(self, settings, name, value):
+        decision = pipeline.decide_promotion(None, {**self.GOOD, name: value}, settings)
+        assert not decision.promote and name in decision.reason
+
+    def test_missing_score_counts_as_outside(self, settings):
+        scores = dict(self.GOOD)
+        del scores["format_compliance"]
+        assert not pipeline.decide_promotion(None, scores, settings).promote
+
+    def test_the_job_may_move_the_bounds(self, settings):
+        loose = {"policy": "auto", "max_retention_kl_vs_parent": 1.0, "min_format_compliance": None}
+        scores = {**self.GOOD, "retention_kl_vs_parent": 0.9, "format_compliance": 0.8}
+        assert pipeline.decide_promotion(loose, scores, settings).promote
+        strict = {"max_retention_kl_vs_base": 0.5}
+        assert not pipeline.decide_promotion(strict, self.GOOD, settings).promote
+
+    def test_always_and_never_ignore_scores(self, settings):
+        bad = {"retention_kl_vs_parent": 99.0}
+        assert pipeline.decide_promotion({"policy": "always"}, bad, settings).promote
+        assert not pipeline.decide_promotion({"policy": "never"}, self.GOOD, settings).promote
+        with pytest.raises(pipeline.JobFailed):
+            pipeline.decide_promotion({"policy": "sometimes"}, self.GOOD, settings)
+
+
+def test_scores_keep_every_numeric_entry_and_mark_unmeasured():
+    evaluation = {"retention_kl_vs_parent": 0.25, "probe_count": 3, "probe_accuracy_after": None,
+                  "suffix_nll_after": float("nan"), "details": [1, 2], "flag": True}
+    assert pipeline.numeric_scores(evaluation) == {"retention_kl_vs_parent": 0.25, "probe_count": 3.0,
+                                                   "probe_accuracy_after": None, "suffix_nll_after": None}
+
+
+def test_a_killed_worker_s_job_resumes_from_its_checkpoint(sqlite_env):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = sqlite_env
+    documents = [f"Kethia has {i} lakes. The largest lake is called Lake {i}. Its water is cold all year."
+                 for i in range(40)]
+    job_id = env.add_job(documents, hyperparameters={"checkpoint_every": 4}, promotion={"policy": "always"})
+    child_env = {**os.environ, "DISC_DATABASE_URL": env.settings.database_url,
+                 "DISC_ARTIFACT_DIR": str(env.settings.artifact_dir), "DISC_BASE_MODEL": env.settings.base_model,
+                 "DISC_HOME": str(env.settings.home)}
+    script = ("import sys; from store.settings import get_settings; from store.db import session_factory; "
+              "from worker.pipeline import run_job; s = get_settings(); "
+              "run_job(sys.argv[1], session_factory=session_factory(s), settings=s)")
+    worker = subprocess.Popen([sys.executable, "-c", script, job_id], env=child_env, start_new_session=True,
+                              cwd=Path(__file__).resolve().parents[2])
+    try:
+        deadline = time.monotonic() + 300
+        while (_job(env, job_id).progress or {}).get("documents_done", 0) < 9:
+            assert worker.poll() is None, "the worker ended before it could be killed"
+            assert time.monotonic() < deadline, "training made no progress"
+            time.sleep(0.05)
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+    assert _job(env, job_id).status == JobStatus.running
+    assert any(storage.checkpoint_dir(env.settings, job_id).iterdir())
+
+    with env.session_factory() as session:  # the dead worker's heartbeat goes stale
+        session.execute(update(Job).where(Job.id == job_id).values(
+            heartbeat_at=pipeline.utcnow() - timedelta(seconds=pipeline.STALE_HEARTBEAT_S + 1)))
+        session.commit()
+    assert env.run(job_id) == Outcome.succeeded
+
+    job = _job(env, job_id)
+    assert job.status == JobStatus.succeeded and job.attempts == 2
+    with env.session_factory() as session:
+        events = repo.list_job_events(session, job_id)
+    assert [e.kind for e in events].count("resumed") == 1
+    trained = next(e for e in events if e.kind == "trained")
+    assert trained.data["resumed_at_document"] >= 8 and trained.data["steps"] == len(documents)
+    assert not storage.checkpoint_dir(env.settings, job_id).exists()
