@@ -231,7 +231,11 @@ async def submitter(http: httpx.AsyncClient, client: int, args, results: Results
         last = (key, body, job_id)
     if last is not None:
         key, body, job_id = last
-        response = await http.post("/updates", json=body, headers={"Idempotency-Key": key})
+        try:
+            response = await http.post("/updates", json=body, headers={"Idempotency-Key": key})
+        except httpx.TransportError as exc:
+            results.errors.append(f"replay of {key}: {type(exc).__name__} {exc}")
+            return
         if response.status_code == 200 and response.json()["id"] == job_id:
             results.replays_matched += 1
         else:
@@ -262,7 +266,11 @@ async def cancel_all(http: httpx.AsyncClient, job_ids: list[str], results: Resul
     async def cancel(job_id: str) -> None:
         async with semaphore:
             started = time.perf_counter()
-            response = await http.post(f"/jobs/{job_id}/cancel")
+            try:
+                response = await http.post(f"/jobs/{job_id}/cancel")
+            except httpx.TransportError as exc:
+                results.errors.append(f"cancel {job_id}: {type(exc).__name__} {exc}")
+                return
             results.cancel_ms.append((time.perf_counter() - started) * 1000)
             if response.status_code not in (200, 409):   # 409: it had already ended
                 results.errors.append(f"cancel {job_id}: {response.status_code} {response.text[:200]}")
@@ -272,7 +280,9 @@ async def cancel_all(http: httpx.AsyncClient, job_ids: list[str], results: Resul
 
 async def run_load(url: str, token: str, args, results: Results) -> None:
     headers = {"Authorization": f"Bearer {token}"}
-    limits = httpx.Limits(max_connections=args.clients + args.pollers + 10)
+    # uvicorn closes a keep-alive connection after 5 s idle; dropping ours first avoids sending a
+    # request on a connection the server is closing (a ReadError no retry may safely repeat).
+    limits = httpx.Limits(max_connections=args.clients + args.pollers + 10, keepalive_expiry=2.0)
     timeout = httpx.Timeout(60.0)
     async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=timeout) as http:
         accepted: list[str] = []
@@ -291,7 +301,11 @@ async def run_load(url: str, token: str, args, results: Results) -> None:
                                for j in range(args.large_documents)], "lineage": "load-large"}
         for i in range(args.large_requests):
             started = time.perf_counter()
-            response = await http.post("/updates", json=large, headers={"Idempotency-Key": f"large-{i}"})
+            try:
+                response = await http.post("/updates", json=large, headers={"Idempotency-Key": f"large-{i}"})
+            except httpx.TransportError as exc:
+                results.errors.append(f"large POST {i}: {type(exc).__name__} {exc}")
+                continue
             results.large_post_ms.append((time.perf_counter() - started) * 1000)
             if response.status_code != 202:
                 results.errors.append(f"large POST {i}: {response.status_code} {response.text[:200]}")

@@ -84,14 +84,16 @@ def _option_log_likelihoods(model, tokenizer, probe: dict,
             # The prompt's last logit predicts the option's first token; the option's logit at
             # position t predicts its token t + 1.
             log_probs = torch.log_softmax(logits[row, :len(option) - 1].float(), dim=-1)
-            later = log_probs.gather(1, torch.tensor(option[1:], device=device).unsqueeze(1)).sum().item()
+            targets = torch.tensor(option[1:], dtype=torch.long, device=device)
+            later = log_probs.gather(1, targets.unsqueeze(1)).sum().item()
             results.append((first_token[option[0]].item() + later, len(option)))
         return results
     logits = batch_logits(model, [prompt + option for option in options], pad_id)
     results = []
     for row, option in enumerate(options):
         log_probs = torch.log_softmax(logits[row, len(prompt) - 1:len(prompt) + len(option) - 1].float(), dim=-1)
-        total = log_probs.gather(1, torch.tensor(option, device=log_probs.device).unsqueeze(1)).sum().item()
+        targets = torch.tensor(option, dtype=torch.long, device=log_probs.device)
+        total = log_probs.gather(1, targets.unsqueeze(1)).sum().item()
         results.append((total, len(option)))
     return results
 

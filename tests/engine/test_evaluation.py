@@ -242,6 +242,19 @@ def test_disc_training_closes_part_of_the_gap(base, tokenizer):
 
 # --- probes -------------------------------------------------------------------------------------
 
+def test_options_share_the_question_cache_without_changing_scores(base, tokenizer):
+    from disc_engine.evaluation.probes import _option_log_likelihoods
+
+    probe = {"question": "Which city has a glass lighthouse?", "answer": 1,
+             "options": ["Lake Vellmar", "Port Amberlee", "Esk", "the capital of Quillon"]}
+    model = _perturbed(base)
+    with torch.no_grad():
+        shared = _option_log_likelihoods(model, tokenizer, probe)
+        separate = _option_log_likelihoods(model, tokenizer, probe, share_prompt=False)
+    assert [count for _, count in shared] == [count for _, count in separate]
+    assert [total for total, _ in shared] == pytest.approx([total for total, _ in separate], abs=1e-3)
+
+
 def test_a_probe_the_model_was_fitted_to_scores_correct(base, tokenizer):
     probes = [
         {"question": "Who leads the Lake Vellmar campus?", "answer": 2,
@@ -249,10 +262,11 @@ def test_a_probe_the_model_was_fitted_to_scores_correct(base, tokenizer):
         {"question": "What does Quillon export?", "answer": 0,
          "options": ["sea salt and blue pottery", "freshwater jellyfish", "glass lighthouses", "wool"]},
     ]
-    model = _lora(base, seed=1)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    # Full fine-tuning: LoRA on the tiny random model moves its logits too slowly to memorise.
+    model = copy.deepcopy(base)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()
-    for _ in range(30):
+    for _ in range(15):
         for probe in probes:
             prompt = chat_prompt_ids(tokenizer, probe["question"])
             answer = tokenizer(probe["options"][probe["answer"]], add_special_tokens=False)["input_ids"]

@@ -27,6 +27,7 @@ from disc_cli.demo import disc_argv
 from store import migrate, repo
 from store.db import dispose_engines, session_scope
 from store.settings import Settings
+
 from .servers import PrivatePostgres, PrivateRedis, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

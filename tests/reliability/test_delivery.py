@@ -3,14 +3,18 @@ and the same Idempotency-Key never creates two jobs."""
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
+import time
 
 import httpx
+import psycopg
 import redis
 from sqlalchemy import func, select
 
 from store import repo
-from store.models import Document, Job, JobStatus, UpdateBatch
+from store.models import Document, Job, UpdateBatch
 
 from .conftest import documents
 
@@ -23,17 +27,35 @@ def _count(deployment, model) -> int:
 def test_documents_and_job_are_committed_before_the_message_is_sent(deployment):
     deployment.serve()
     broker = redis.Redis.from_url(deployment.settings.broker_url)
+    seen: list[tuple[str, int | None, str | None]] = []   # (job id, documents, status) when its message arrived
+    stop = threading.Event()
 
-    job = deployment.submit(documents(3), lineage="committed")
+    def consume() -> None:
+        # Plays the fastest possible worker: reads the record the instant a message appears.
+        with psycopg.connect(deployment.settings.database_url.replace("+psycopg", ""), autocommit=True) as db:
+            while not stop.is_set():
+                popped = broker.brpop(["updates"], timeout=0.2)
+                if popped is None:
+                    continue
+                message = json.loads(popped[1])
+                [job_id], _, _ = json.loads(base64.b64decode(message["body"]))
+                row = db.execute("SELECT j.status, (SELECT count(*) FROM documents d WHERE d.batch_id = j.batch_id) "
+                                 "FROM jobs j WHERE j.id = %s", (job_id,)).fetchone()
+                seen.append((job_id, row[1] if row else None, row[0] if row else None))
 
-    # No worker runs: the only copy of the message is in the broker, and the record is complete.
-    assert broker.llen("updates") == 1
-    with deployment.session() as session:
-        row = session.get(Job, job["id"])
-        assert row.status == JobStatus.queued and row.enqueued_at is not None
-        texts = list(session.scalars(select(Document.text).where(Document.batch_id == row.batch_id)
-                                     .order_by(Document.position)))
-    assert texts == documents(3)
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    try:
+        submitted = [deployment.submit(documents(3), lineage="committed")["id"] for _ in range(10)]
+        deadline = time.monotonic() + 30
+        while len(seen) < len(submitted) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        consumer.join(timeout=10)
+
+    assert sorted(job_id for job_id, _, _ in seen) == sorted(submitted)
+    assert all(count == 3 and status == "queued" for _, count, status in seen), seen
 
 
 def test_a_lost_message_is_sent_again_by_the_reconciler_and_the_job_completes(deployment):

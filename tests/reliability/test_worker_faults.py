@@ -21,7 +21,7 @@ from sqlalchemy import select
 from store import repo, storage
 from store.models import Job, JobStatus, ModelVersion
 
-from .conftest import documents
+from .conftest import RECONCILE_AFTER_S, RECONCILE_EVERY_S, documents
 
 ALWAYS = {"policy": "always"}
 ADAPTER_FILE = "adapter_model.safetensors"
@@ -54,7 +54,7 @@ def test_a_killed_worker_leaves_its_job_to_resume_from_the_checkpoint_to_the_sam
     job_id = deployment.submit(texts, lineage="resumed", **options)["id"]
     checkpoints = storage.checkpoint_dir(deployment.settings, job_id)
 
-    saved = _wait_for(lambda: sorted(checkpoints.glob("ckpt-*/state.pt")), 120, "a first checkpoint")
+    _wait_for(lambda: sorted(checkpoints.glob("ckpt-*/state.pt")), 120, "a first checkpoint")
     first.kill()   # SIGKILL to the worker's process group: no clean-up, no acknowledgement
     saved = sorted(checkpoints.glob("ckpt-*/state.pt"))
     resume_position = int(saved[-1].parent.name.removeprefix("ckpt-"))
@@ -123,7 +123,7 @@ def test_a_job_that_keeps_failing_ends_failed_with_its_error_instead_of_looping(
     assert gave_up["attempts"] == deployment.settings.job_max_attempts
 
     # Several reconciler passes later nothing has been tried again.
-    time.sleep(3 * 1.0 + 3)
+    time.sleep(3 * RECONCILE_EVERY_S + RECONCILE_AFTER_S)
     for job_id, attempts in ((doomed, failed["attempts"]), (exhausted, gave_up["attempts"])):
         again = deployment.job(job_id)
         assert again["status"] == "failed" and again["attempts"] == attempts, again
