@@ -152,6 +152,7 @@ def measure_times(student, teacher, documents, repeats: int, device: str, rng_se
             for method in METHODS:  # interleaved, so that machine noise hits all methods alike
                 elapsed, _ = timed_step(step_fn(method, student, teacher, sentences, splits), student, device)
                 times[method].append(elapsed)
+            print(f"  {len(times['sft_loss'])} steps of each method timed", file=sys.stderr, flush=True)
     return {method: statistics.median(values) for method, values in times.items()}, times
 
 
@@ -270,6 +271,7 @@ def main(argv=None) -> None:
     parser.add_argument("--memory-probe", choices=METHODS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
+    sys.stdout.reconfigure(line_buffering=True)
 
     if args.memory_probe:
         print(json.dumps(memory_probe(args)))

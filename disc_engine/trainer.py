@@ -445,6 +445,8 @@ def _latest_checkpoint(checkpoint_dir: str) -> Path | None:
 
 
 def _remove_checkpoints(checkpoint_dir: str) -> None:
+    if not Path(checkpoint_dir).is_dir():  # a short run may never have written one
+        return
     for path in Path(checkpoint_dir).iterdir():
         if path.name.startswith((_CHECKPOINT_PREFIX, f".{_CHECKPOINT_PREFIX}")):
             shutil.rmtree(path, ignore_errors=True)

@@ -58,7 +58,10 @@ def results_markdown(record: dict) -> str:
         f"{'Quick grid. ' if settings['quick'] else ''}"
         f"Generated {record['created']} on {record['machine']['cpus']} CPU(s) "
         f"({record['machine']['torch_threads']} torch threads); total wall time "
-        f"{record['wall_seconds']:.0f} s.",
+        f"{record['wall_seconds']:.0f} s"
+        + (f" ({len(record['parts'])} parts run side by side: "
+           + ", ".join(f"{'+'.join(p['parameterizations'])} {p['wall_seconds']:.0f} s" for p in record["parts"])
+           + ")" if record.get("parts") else "") + ".",
         "",
         f"Base model: probe accuracy {_pct(base['probe_accuracy'])}%, format compliance "
         f"{_pct(base['format_compliance'])}%, general accuracy {_pct(base['general_mc_accuracy'])}% "

@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -196,6 +197,41 @@ def run_grid(settings: Settings, out: Path, log=print) -> dict:
     return record
 
 
+_SHARED_SETTINGS = ("model", "documents", "epochs", "num_splits", "seed", "compliance", "eval_items")
+
+
+def merge_records(records: list[dict]) -> dict:
+    """One record from parts of a grid run separately (e.g. LoRA and full fine-tuning in two
+    processes): same model, corpus and evaluation, different runs."""
+    if not records:
+        raise ValueError("nothing to merge")
+    first = records[0]
+    for other in records[1:]:
+        differing = [key for key in _SHARED_SETTINGS if other["settings"][key] != first["settings"][key]]
+        if other["corpus"] != first["corpus"]:
+            differing.append("corpus")
+        if differing:
+            raise ValueError(f"cannot merge runs that differ in {', '.join(differing)}")
+        if abs(other["base"]["probe_accuracy"] - first["base"]["probe_accuracy"]) > 1e-9:
+            raise ValueError("cannot merge: the base model scored differently on the same probes")
+    runs = [run for record in records for run in record["runs"]]
+    keys = [(r["parameterization"], r["method"], r["learning_rate"]) for r in runs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("cannot merge: the same (parameterization, method, learning rate) ran twice")
+    settings = dict(first["settings"])
+    for key in ("methods", "parameterizations"):
+        settings[key] = list(dict.fromkeys(v for record in records for v in record["settings"][key]))
+    for key in ("lora_lrs", "full_lrs"):
+        settings[key] = sorted({v for record in records for v in record["settings"][key]})
+    return {**first, "settings": settings, "runs": runs,
+            "created": max(record["created"] for record in records),
+            # The parts ran side by side; the longest is the wall time of the whole.
+            "wall_seconds": max(record["wall_seconds"] for record in records),
+            "parts": [{"parameterizations": r["settings"]["parameterizations"],
+                       "methods": r["settings"]["methods"], "wall_seconds": r["wall_seconds"]}
+                      for r in records]}
+
+
 def write_outputs(record: dict, out: Path) -> None:
     from benchmarks.knowledge_update.plot import plot_figure
     from benchmarks.knowledge_update.report import write_markdown
@@ -251,8 +287,9 @@ def _splits(text: str) -> int | str:
     return value
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path]:
-    """The experiment's settings, and the output folder (not part of the record)."""
+def parse_args(argv: list[str] | None = None) -> tuple[Settings | list[Path], Path]:
+    """The experiment's settings (or, with --merge, the records to combine), and the output
+    folder (not part of the record)."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.knowledge_update",
         description="Probe accuracy gained vs. capabilities kept, for DiSC and fine-tuning, "
@@ -277,7 +314,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path]:
     parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--no-compliance", action="store_true",
                         help="skip format compliance (the one measure that generates text)")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
+                        help="run nothing: combine the records of runs made separately (e.g. "
+                             "--parameterizations lora and full in parallel) and write the outputs")
     args = parser.parse_args(argv)
+    if args.merge:
+        return args.merge, args.out
     # Imported only once the arguments are known good: torch and transformers take seconds.
     import torch
 
@@ -302,6 +344,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path]:
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     settings, out = parse_args(argv)
+    if isinstance(settings, list):
+        try:
+            record = merge_records([json.loads(path.read_text()) for path in settings])
+        except (OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        write_outputs(record, out)
+        print(f"merged {len(record['runs'])} runs from {len(settings)} records into {out}")
+        return 0
     print(f"knowledge update benchmark: {len(settings.runs())} runs on {settings.model}, "
           f"{settings.documents} documents, {settings.epochs} epoch(s)", flush=True)
     record = run_grid(settings, out, log=lambda line: print(line, flush=True))

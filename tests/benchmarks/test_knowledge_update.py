@@ -99,3 +99,32 @@ def test_rejects_bad_arguments():
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 2
     assert "learning rates must be comma-separated numbers" in completed.stderr
+
+
+def test_merge_combines_parts_run_separately(tiny_run, tmp_path):
+    out, _ = tiny_run
+    record = json.loads((out / "knowledge_update.json").read_text())
+    parts = []
+    for parameterization in ("lora", "full"):
+        part = json.loads(json.dumps(record))
+        part["runs"] = [r for r in record["runs"] if r["parameterization"] == parameterization]
+        part["settings"]["parameterizations"] = [parameterization]
+        path = tmp_path / f"{parameterization}.json"
+        path.write_text(json.dumps(part))
+        parts.append(path)
+    merged_dir = tmp_path / "merged"
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.knowledge_update", "--merge", *map(str, parts), "--out", str(merged_dir)],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    merged = json.loads((merged_dir / "knowledge_update.json").read_text())
+    assert merged["runs"] == record["runs"]
+    assert merged["settings"]["parameterizations"] == ["lora", "full"]
+    assert len(merged["parts"]) == 2
+    assert (merged_dir / "knowledge_update.png").read_bytes().startswith(b"\x89PNG")
+
+    # The same run twice is refused rather than silently duplicated.
+    twice = subprocess.run(
+        [sys.executable, "-m", "benchmarks.knowledge_update", "--merge", str(parts[0]), str(parts[0]),
+         "--out", str(tmp_path / "twice")], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert twice.returncode != 0 and "ran twice" in twice.stderr
