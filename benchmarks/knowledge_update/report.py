@@ -83,6 +83,8 @@ def results_markdown(record: dict) -> str:
             f"{_signed_pct(run['probe_accuracy_gain'])} | {_pct(run['format_compliance'])} | "
             f"{_pct(run['general_mc_accuracy'])} | {_num(run['retention_kl_vs_base'], 4)} | "
             f"{_num(run['train_seconds'], 0)} |")
+    if record.get("partial"):
+        lines += ["", "*Interrupted grid: only the runs listed were completed.*"]
     lines += [
         "",
         f"Capability-preserving choice (as in the paper): per method, the learning rate with the "

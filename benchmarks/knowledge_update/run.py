@@ -23,7 +23,7 @@ PARAMETERIZATIONS = ("lora", "full")
 FULL_GRID = {"documents": 60, "epochs": 2, "lora_lrs": [1e-4, 3e-4, 1e-3, 3e-3],
              "full_lrs": [1e-5, 3e-5, 1e-4, 3e-4], "eval_items": None}
 QUICK_GRID = {"documents": 8, "epochs": 2, "lora_lrs": [5e-4, 5e-3],
-              "full_lrs": [5e-5, 5e-4], "eval_items": 10}
+              "full_lrs": [5e-5, 5e-4], "eval_items": 8}
 
 
 @dataclass
@@ -45,11 +45,13 @@ class Settings:
     device: str = "cpu"
 
     def runs(self) -> list[tuple[str, str, float]]:
+        # Learning rate outside, method inside: an interrupted grid still compares the methods
+        # at every rate it reached.
         grid = []
         for parameterization in self.parameterizations:
             rates = self.lora_lrs if parameterization == "lora" else self.full_lrs
-            for method in self.methods:
-                grid.extend((parameterization, method, lr) for lr in rates)
+            for lr in rates:
+                grid.extend((parameterization, method, lr) for method in self.methods)
         return grid
 
 
@@ -179,9 +181,19 @@ def run_grid(settings: Settings, out: Path, log=print) -> dict:
                 shutil.rmtree(artifact_dir, ignore_errors=True)
             results.append(result)
             log(_progress_line(number, len(grid), result))
+            # The record so far, so that an interrupted grid keeps what it measured.
+            _write_json(_record(settings, corpus, probes, baseline, results, started, partial=True), out)
 
-    wall = time.perf_counter() - started
-    record = {
+    record = _record(settings, corpus, probes, baseline, results, started, partial=False)
+    write_outputs(record, out)
+    return record
+
+
+def _record(settings: Settings, corpus: list[dict], probes: list[dict], baseline: Measurement,
+            results: list[RunResult], started: float, *, partial: bool) -> dict:
+    import torch
+
+    return {
         "title": "Knowledge update vs. capability retention",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "settings": asdict(settings),
@@ -191,10 +203,16 @@ def run_grid(settings: Settings, out: Path, log=print) -> dict:
                     "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
         "base": asdict(baseline),
         "runs": [asdict(r) for r in results],
-        "wall_seconds": round(wall, 1),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "partial": partial,
     }
-    write_outputs(record, out)
-    return record
+
+
+def _write_json(record: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    staging = out / ".knowledge_update.json.tmp"
+    staging.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(staging, out / "knowledge_update.json")
 
 
 _SHARED_SETTINGS = ("model", "documents", "epochs", "num_splits", "seed", "compliance", "eval_items")
@@ -227,6 +245,7 @@ def merge_records(records: list[dict]) -> dict:
             "created": max(record["created"] for record in records),
             # The parts ran side by side; the longest is the wall time of the whole.
             "wall_seconds": max(record["wall_seconds"] for record in records),
+            "partial": any(record.get("partial", False) for record in records),
             "parts": [{"parameterizations": r["settings"]["parameterizations"],
                        "methods": r["settings"]["methods"], "wall_seconds": r["wall_seconds"]}
                       for r in records]}
@@ -236,8 +255,7 @@ def write_outputs(record: dict, out: Path) -> None:
     from benchmarks.knowledge_update.plot import plot_figure
     from benchmarks.knowledge_update.report import write_markdown
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "knowledge_update.json").write_text(json.dumps(record, indent=2) + "\n")
+    _write_json(record, out)
     plot_figure(record, out / "knowledge_update.png")
     write_markdown(record, out / "knowledge_update.md")
 
