@@ -30,4 +30,4 @@ bench: install
 	$(BIN)/python benchmarks/engine_speed.py
 
 clean:
-	rm -rf $(VENV) .demo
+	rm -rf $(VENV) .disc

@@ -217,7 +217,7 @@ def follow(client, job_id: str, children: list[Child], timeout_s: float, tqdm) -
             if bar.total != total:
                 bar.total = total
             bar.n = min(progress.get("documents_done") or 0, total)
-            bar.set_description(progress.get("stage") or job["status"])
+            bar.set_description(progress.get("stage") or job["status"], refresh=False)
             postfix = {}
             if progress.get("loss") is not None:
                 postfix["loss"] = f"{progress['loss']:.3f}"

@@ -27,12 +27,20 @@ def make_celery(settings: Settings | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue=UPDATES_QUEUE,
         task_routes={RUN_UPDATE_JOB: {"queue": UPDATES_QUEUE}},
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_transport_options=_transport_options(settings),
         broker_connection_retry_on_startup=True,
         task_ignore_result=True,  # results live in the database, not the broker
         worker_hijack_root_logger=False,
     )
     return app
+
+
+def _transport_options(settings: Settings) -> dict:
+    # kombu's SQLAlchemy transport hands every transport option to create_engine(), which
+    # refuses Redis's ``visibility_timeout``; that transport has no such timeout anyway.
+    if settings.is_embedded_broker:
+        return {}
+    return {"visibility_timeout": settings.visibility_timeout_s}
 
 
 _senders: dict[str, Celery] = {}  # one producer app per broker URL; connections are pooled inside

@@ -22,7 +22,6 @@ import fcntl
 import gc
 import logging
 import math
-import os
 import threading
 import time
 from dataclasses import dataclass

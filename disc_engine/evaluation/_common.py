@@ -74,6 +74,17 @@ def right_padded(sequences: list[list[int]], pad_id: int, device) -> tuple[torch
     return ids.to(device), mask.to(device)
 
 
+def left_padded(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A left-padded batch, so that every row's last position is its last real token."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+        mask[row, width - len(seq):] = 1
+    return ids.to(device), mask.to(device)
+
+
 def batch_logits(model, sequences: list[list[int]], pad_id: int) -> torch.Tensor:
     """Logits of a right-padded batch, shape (rows, width, vocabulary), in the model's dtype."""
     ids, mask = right_padded(sequences, pad_id, device_of(model))
@@ -125,13 +136,7 @@ def greedy_generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: 
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
         batch = [prompts[i] for i in rows]
-        width = max(len(p) for p in batch)
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, prompt in enumerate(batch):
-            ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
-            mask[row, width - len(prompt):] = 1
-        ids, mask = ids.to(device), mask.to(device)
+        ids, mask = left_padded(batch, pad_id, device)
         # Left padding shifts each row's start; positions count real tokens only, as they
         # would for the prompt alone.
         positions = (mask.cumsum(-1) - 1).clamp(min=0)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ._common import batch_logits, chat_prompt_ids, device_of, encode, pad_token_id, right_padded
+from ._common import batch_logits, chat_prompt_ids, device_of, encode, left_padded, pad_token_id, right_padded
 
 
 def validate_probe(probe) -> None:
@@ -47,54 +47,74 @@ def validate_probe(probe) -> None:
         raise ValueError(f"probe answer {answer} is out of range for {len(options)} options (0..{len(options) - 1})")
 
 
+QUESTIONS_PER_BATCH = 8
+
+
 @torch.inference_mode()
 def option_scores(model, tokenizer, probes: Sequence[dict]) -> list[list[float]]:
     """Log-likelihood (summed over tokens) of every option of every probe, given its question."""
     for probe in probes:
         validate_probe(probe)
-    return [[total for total, _ in _option_log_likelihoods(model, tokenizer, probe)] for probe in probes]
+    scores: list[list[float]] = []
+    for start in range(0, len(probes), QUESTIONS_PER_BATCH):
+        chunk = probes[start:start + QUESTIONS_PER_BATCH]
+        scores.extend([total for total, _ in row] for row in _option_log_likelihoods(model, tokenizer, chunk))
+    return scores
 
 
-def _option_log_likelihoods(model, tokenizer, probe: dict,
-                            share_prompt: bool = True) -> list[tuple[float, int]]:
-    """(sum of log-probabilities, token count) of each option, read as the assistant's reply.
+def _option_log_likelihoods(model, tokenizer, probes: Sequence[dict],
+                            share_prompt: bool = True) -> list[list[tuple[float, int]]]:
+    """(sum of log-probabilities, token count) of each option of each probe, read as the
+    assistant's reply to the probe's question.
 
-    The question is read once and its KV cache is shared by all options (``share_prompt``):
-    with a chat template's system prompt, the question is most of the tokens. Without a cache
-    that can be repeated across a batch, every option reads the question again.
+    The questions are read once, as one left-padded batch, and each question's KV cache is
+    shared by its options (``share_prompt``): with a chat template's system prompt the question
+    is most of the tokens. A model whose cache cannot be re-indexed reads question + option as
+    one row per option instead.
     """
-    prompt = chat_prompt_ids(tokenizer, probe["question"])
-    options = [encode(tokenizer, option.strip()) for option in probe["options"]]
+    prompts = [chat_prompt_ids(tokenizer, probe["question"]) for probe in probes]
+    options = [[encode(tokenizer, option.strip()) for option in probe["options"]] for probe in probes]
+    owners = [index for index, probe_options in enumerate(options) for _ in probe_options]
+    flat = [option for probe_options in options for option in probe_options]
     pad_id = pad_token_id(tokenizer)
     device = device_of(model)
+    totals: list[float] = []
+
+    output = None
     if share_prompt:
-        output = model(input_ids=torch.tensor([prompt], device=device), use_cache=True)
+        ids, mask = left_padded(prompts, pad_id, device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        output = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        if not hasattr(output.past_key_values, "batch_select_indices"):
+            output = None
+    if output is not None:
+        first_token = torch.log_softmax(output.logits[:, -1].float(), dim=-1)
+        rows = torch.tensor(owners, device=device)
         cache = output.past_key_values
-        share_prompt = hasattr(cache, "batch_repeat_interleave")
-    if share_prompt:
-        first_token = torch.log_softmax(output.logits[0, -1].float(), dim=-1)
-        cache.batch_repeat_interleave(len(options))
-        ids, mask = right_padded(options, pad_id, device)
-        mask = torch.cat([torch.ones((len(options), len(prompt)), dtype=mask.dtype, device=device), mask], dim=1)
-        positions = (len(prompt) + torch.arange(ids.shape[1], device=device)).expand_as(ids)
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                       use_cache=True).logits
-        results = []
-        for row, option in enumerate(options):
-            # The prompt's last logit predicts the option's first token; the option's logit at
+        cache.batch_select_indices(rows)
+        option_ids, option_mask = right_padded(flat, pad_id, device)
+        lengths = torch.tensor([len(p) for p in prompts], device=device)[rows]
+        positions = lengths.unsqueeze(1) + torch.arange(option_ids.shape[1], device=device)
+        logits = model(input_ids=option_ids, attention_mask=torch.cat([mask[rows], option_mask], dim=1),
+                       position_ids=positions, past_key_values=cache, use_cache=True).logits
+        for row, option in enumerate(flat):
+            # The question's last logit predicts the option's first token; the option's logit at
             # position t predicts its token t + 1.
             log_probs = torch.log_softmax(logits[row, :len(option) - 1].float(), dim=-1)
             targets = torch.tensor(option[1:], dtype=torch.long, device=device)
             later = log_probs.gather(1, targets.unsqueeze(1)).sum().item()
-            results.append((first_token[option[0]].item() + later, len(option)))
-        return results
-    logits = batch_logits(model, [prompt + option for option in options], pad_id)
-    results = []
-    for row, option in enumerate(options):
-        log_probs = torch.log_softmax(logits[row, len(prompt) - 1:len(prompt) + len(option) - 1].float(), dim=-1)
-        targets = torch.tensor(option, dtype=torch.long, device=log_probs.device)
-        total = log_probs.gather(1, targets.unsqueeze(1)).sum().item()
-        results.append((total, len(option)))
+            totals.append(first_token[owners[row], option[0]].item() + later)
+    else:
+        logits = batch_logits(model, [prompts[owner] + option for owner, option in zip(owners, flat)], pad_id)
+        for row, (owner, option) in enumerate(zip(owners, flat)):
+            start = len(prompts[owner]) - 1
+            log_probs = torch.log_softmax(logits[row, start:start + len(option)].float(), dim=-1)
+            targets = torch.tensor(option, dtype=torch.long, device=log_probs.device)
+            totals.append(log_probs.gather(1, targets.unsqueeze(1)).sum().item())
+
+    results: list[list[tuple[float, int]]] = [[] for _ in probes]
+    for owner, option, total in zip(owners, flat, totals):
+        results[owner].append((total, len(option)))
     return results
 
 

@@ -154,6 +154,14 @@ def evaluate_update(*, new_model, parent_model, base_model, tokenizer, documents
         kl_vs_parent = retention_kl(new_model, parent, tokenizer, responses=parent_replies)
         mc_new = general_mc_accuracy(new_model, base, tokenizer, cache_dir=cache_dir, base_key=base_key,
                                      model_key=new_key)
+        # A first version's parent is the base: its numbers follow without computing them again.
+        if base is parent:
+            kl_vs_base = kl_vs_parent
+            mc_parent = None if mc_new is None else 1.0
+        else:
+            kl_vs_base = retention_kl(new_model, base, tokenizer, responses=base_replies)
+            mc_parent = general_mc_accuracy(parent, base, tokenizer, cache_dir=cache_dir, base_key=base_key,
+                                            model_key=parent_key)
         result = {
             "knowledge_gap_before": before.kl,
             "knowledge_gap_after": after.kl,
@@ -164,12 +172,9 @@ def evaluate_update(*, new_model, parent_model, base_model, tokenizer, documents
             "probe_accuracy_after": probe_accuracy(new_model, tokenizer, probes),
             "probe_count": len(probes),
             "retention_kl_vs_parent": kl_vs_parent,
-            # A first version's parent is the base: the same numbers, computed once.
-            "retention_kl_vs_base": kl_vs_parent if base is parent else retention_kl(
-                new_model, base, tokenizer, responses=base_replies),
+            "retention_kl_vs_base": kl_vs_base,
             "general_mc_accuracy": mc_new,
-            "general_mc_accuracy_parent": (None if mc_new is None else 1.0) if base is parent else general_mc_accuracy(
-                parent, base, tokenizer, cache_dir=cache_dir, base_key=base_key, model_key=parent_key),
+            "general_mc_accuracy_parent": mc_parent,
             "format_compliance": format_compliance(new_model, tokenizer, cache_dir=cache_dir, model_key=new_key),
             "format_compliance_parent": format_compliance(parent, tokenizer, cache_dir=cache_dir,
                                                           model_key=parent_key),

@@ -206,6 +206,28 @@ def test_identical_models_change_nothing(base, tokenizer):
     assert result["eval_seconds"] > 0
 
 
+def test_a_chained_version_is_compared_with_its_parent_and_the_base(base, tokenizer, tmp_path):
+    parent = _perturbed(base, seed=1)
+    new = _perturbed(parent, seed=2)
+    result = evaluate_update(new_model=new, parent_model=parent, base_model=base, tokenizer=tokenizer,
+                             documents=DOCUMENTS, cache_dir=tmp_path)
+    # The reference replies come from the cache the evaluation filled (keyed by each model).
+    assert result["retention_kl_vs_parent"] == pytest.approx(
+        retention_kl(new, parent, tokenizer, cache_dir=tmp_path), rel=1e-4)
+    assert result["retention_kl_vs_base"] == pytest.approx(
+        retention_kl(new, base, tokenizer, cache_dir=tmp_path), rel=1e-4)
+    assert result["retention_kl_vs_base"] > result["retention_kl_vs_parent"] > 0
+    assert result["general_mc_accuracy_parent"] == general_mc_accuracy(parent, base, tokenizer)
+    assert result["knowledge_gap_before"] == pytest.approx(
+        closed_book_gap(parent, parent, tokenizer, DOCUMENTS).kl, abs=1e-9)
+    assert result["knowledge_gap_after"] == pytest.approx(closed_book_gap(new, parent, tokenizer, DOCUMENTS).kl)
+    # Replies of parent and base; capability scores of parent and new (the next version's parent).
+    entries = tmp_path / "evaluation"
+    assert len(list(entries.glob("reference-responses-*.json"))) == 2
+    assert len(list(entries.glob("format-compliance-*.json"))) == 2
+    assert len(list(entries.glob("general-mc-base-*.json"))) == 1
+
+
 def test_retention_kl_of_a_copy_is_zero_and_of_another_model_positive(base, tokenizer):
     prompts = ["Hello!", "What is the capital of France?", "Write a haiku about rain."]
     assert retention_kl(copy.deepcopy(base), base, tokenizer, prompts=prompts) == pytest.approx(0, abs=1e-6)
@@ -245,14 +267,23 @@ def test_disc_training_closes_part_of_the_gap(base, tokenizer):
 def test_options_share_the_question_cache_without_changing_scores(base, tokenizer):
     from disc_engine.evaluation.probes import _option_log_likelihoods
 
-    probe = {"question": "Which city has a glass lighthouse?", "answer": 1,
-             "options": ["Lake Vellmar", "Port Amberlee", "Esk", "the capital of Quillon"]}
+    probes = [  # questions of different lengths (left padding) and option counts
+        {"question": "Which city has a glass lighthouse?", "answer": 1,
+         "options": ["Lake Vellmar", "Port Amberlee", "Esk", "the capital of Quillon"]},
+        {"question": "Who?", "answer": 0, "options": ["Dr. Anika Fenwright", "4"]},
+        {"question": "What does the Zorbat Institute's new campus at Lake Vellmar study, according to its head?",
+         "answer": 2, "options": ["salt", "pottery", "freshwater jellyfish"]},
+    ]
     model = _perturbed(base)
     with torch.no_grad():
-        shared = _option_log_likelihoods(model, tokenizer, probe)
-        separate = _option_log_likelihoods(model, tokenizer, probe, share_prompt=False)
-    assert [count for _, count in shared] == [count for _, count in separate]
-    assert [total for total, _ in shared] == pytest.approx([total for total, _ in separate], abs=1e-3)
+        shared = _option_log_likelihoods(model, tokenizer, probes)
+        separate = _option_log_likelihoods(model, tokenizer, probes, share_prompt=False)
+        one_by_one = [_option_log_likelihoods(model, tokenizer, [probe], share_prompt=False)[0] for probe in probes]
+    assert [len(row) for row in shared] == [4, 2, 3]
+    for rows in (separate, one_by_one):
+        for mine, theirs in zip(shared, rows):
+            assert [count for _, count in mine] == [count for _, count in theirs]
+            assert [total for total, _ in mine] == pytest.approx([total for total, _ in theirs], abs=1e-3)
 
 
 def test_a_probe_the_model_was_fitted_to_scores_correct(base, tokenizer):
