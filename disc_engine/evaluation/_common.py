@@ -10,6 +10,7 @@ are all evaluated the same way.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import tempfile
@@ -92,6 +93,17 @@ def batch_logits(model, sequences: list[list[int]], pad_id: int) -> torch.Tensor
     return model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False).logits
 
 
+def last_logit_only(model) -> dict:
+    """Forward kwargs that skip the output projection for all but the last position, where the
+    model supports it: a prompt read only to continue it needs no logits of its own."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        accepts = "logits_to_keep" in inspect.signature(inner.forward).parameters
+    except (TypeError, ValueError):
+        accepts = False
+    return {"logits_to_keep": 1} if accepts else {}
+
+
 def stop_token_ids(tokenizer, model=None) -> set[int]:
     """Tokens that end an assistant turn: eos, the chat format's end-of-turn marker, and the
     model's own generation config's eos ids."""
@@ -140,7 +152,8 @@ def greedy_generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: 
         # Left padding shifts each row's start; positions count real tokens only, as they
         # would for the prompt alone.
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        output = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        output = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                       **last_logit_only(model))
         replies: list[list[int]] = [[] for _ in batch]
         done = [False] * len(batch)
         for step in range(max_new_tokens):

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ._common import batch_logits, chat_prompt_ids, device_of, encode, left_padded, pad_token_id, right_padded
+from ._common import batch_logits, chat_prompt_ids, device_of, encode, last_logit_only, left_padded, pad_token_id, right_padded
 
 
 def validate_probe(probe) -> None:
@@ -84,7 +84,8 @@ def _option_log_likelihoods(model, tokenizer, probes: Sequence[dict],
     if share_prompt:
         ids, mask = left_padded(prompts, pad_id, device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        output = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        output = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                       **last_logit_only(model))
         if not hasattr(output.past_key_values, "batch_select_indices"):
             output = None
     if output is not None:

@@ -82,6 +82,8 @@ def retention_kl(model, reference_model, tokenizer, *, prompts: Sequence[str] | 
         raise ValueError(f"{len(responses)} responses for {len(prompts)} prompts")
     pad_id = pad_token_id(tokenizer)
     rows = [(chat_prompt_ids(tokenizer, prompt), list(reply)) for prompt, reply in zip(prompts, responses) if reply]
+    # Rows of similar length together waste less compute on padding.
+    rows.sort(key=lambda row: len(row[0]) + len(row[1]))
     if not rows:
         raise ValueError("the reference replies are all empty: nothing to compare on")
     total, count = 0.0, 0

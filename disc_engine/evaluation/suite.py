@@ -80,6 +80,10 @@ class _AdapterOff(nn.Module):
     def parameters(self, recurse: bool = True):
         return self._peft_model.parameters(recurse)
 
+    def get_base_model(self):
+        # Lets callers inspect the underlying forward's signature (e.g. for ``logits_to_keep``).
+        return self._peft_model.get_base_model()
+
     def forward(self, *args, **kwargs):
         with self._peft_model.disable_adapter():
             return self._peft_model(*args, **kwargs)
