@@ -83,8 +83,9 @@ def create_update(session: Session, *, lineage: Lineage, documents: Sequence[dic
                   body_hash: str = "", api_key_id: int | None = None) -> Job:
     """Add a batch, its documents (``{"text", "id"?, "metadata"?}``) and a queued job; flushes, never commits.
 
-    The parent version is left unset: the worker fixes it when it starts, from the lineage's
-    ``latest`` at that moment, so jobs queued back to back chain one after the other.
+    The parent version is left unset: the worker fixes it when it starts, as the lineage's newest
+    version that is not rejected (candidates included), so jobs queued back to back chain one
+    after the other.
     """
     batch = UpdateBatch(lineage_id=lineage.id, idempotency_key=idempotency_key, request_hash=body_hash,
                         api_key_id=api_key_id)

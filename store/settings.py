@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(6 * 3600, ge=60, description="Redis redelivery timeout: above the longest job.")
     job_max_attempts: int = Field(3, ge=1, description="A job failing this many times ends as failed.")
     reconcile_after_s: int = Field(60, ge=1, description="A queued job not picked up after this long is sent again.")
+    stale_heartbeat_s: float = Field(120.0, ge=15, description="A running job whose heartbeat (every 10 s) is older than this belongs to a dead worker and is taken up again.")
 
     # Promotion policy: a new version becomes `latest` only within these retention bounds.
     promote_max_retention_kl_vs_parent: float = Field(0.5, ge=0)

@@ -41,7 +41,6 @@ log = logging.getLogger("disc.worker")
 HEARTBEAT_INTERVAL_S = 10.0
 # A running job whose heartbeat is older than this has lost its worker; several missed beats
 # are tolerated so that a busy machine is not mistaken for a dead one.
-STALE_HEARTBEAT_S = 120.0
 PROGRESS_INTERVAL_S = 2.0
 CANCEL_POLL_S = 1.0
 LOCK_POLL_S = 1.0
@@ -85,7 +84,7 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment
 
 
-def heartbeat_is_stale(job: Job, now: datetime | None = None, stale_after_s: float = STALE_HEARTBEAT_S) -> bool:
+def heartbeat_is_stale(job: Job, stale_after_s: float, now: datetime | None = None) -> bool:
     beat = _aware(job.heartbeat_at)
     return beat is None or beat < (now or utcnow()) - timedelta(seconds=stale_after_s)
 
@@ -411,7 +410,7 @@ def claim_job(session_factory: sessionmaker[Session], settings: Settings, job_id
         if job.status.is_terminal:
             log.info("job %s already %s; message dropped", job_id, job.status.value)
             return Outcome.skipped
-        if job.status in _ACTIVE and not heartbeat_is_stale(job):
+        if job.status in _ACTIVE and not heartbeat_is_stale(job, settings.stale_heartbeat_s):
             log.info("job %s is running on a live worker; duplicate message dropped", job_id)
             return Outcome.skipped
         observed_status, observed_attempts = job.status, job.attempts
@@ -590,11 +589,18 @@ def _run_claimed(record: JobRecord, session_factory: sessionmaker[Session], sett
     lock.acquire()
     try:
         parent = current_version(lock.session, job.lineage_id)
-        number = parent.number + 1 if parent is not None else 1
+        # Numbers never repeat, even after a rejected version: its parent is the newest intact one.
+        number = repo.next_version_number(lock.session, lock.session.get(Lineage, job.lineage_id))
         parent_dir = None
         if parent is not None:
             parent_dir = storage.resolve_artifact(settings, parent.artifact_uri)
-            storage.verify_artifact(parent_dir, parent.artifact_sha256)
+            try:
+                storage.verify_artifact(parent_dir, parent.artifact_sha256)
+            except storage.ArtifactCorrupt as exc:
+                _reject_version(session_factory, parent.id)
+                raise JobFailed("artifact_corrupt", _short(
+                    f"the parent, version {parent.number}, failed its artifact check ({exc}); it is now "
+                    "rejected, and the next update builds on the newest intact version")) from exc
         record.update(parent_version_id=parent.id if parent is not None else None,
                       progress={"stage": "training", "documents_done": 0, "documents_total": len(job.documents)})
         record.event("parent", f"training version {number} from "
@@ -650,6 +656,16 @@ def _run_claimed(record: JobRecord, session_factory: sessionmaker[Session], sett
     log.info("job %s: version %d (id %d) %s", job_id, number, version_id,
              "promoted" if decision.promote else "kept as a candidate")
     return number
+
+
+def _reject_version(session_factory: sessionmaker[Session], version_id: int) -> None:
+    """Mark a version whose artifact is damaged or gone as rejected, so no update builds on it.
+
+    Its own session: the lineage lock's transaction stays open until the new version commits.
+    """
+    with session_factory() as session:
+        session.get(ModelVersion, version_id).state = VersionState.rejected
+        session.commit()
 
 
 def _evaluate(settings: Settings, job: JobInput, parent: ModelVersion | None, parent_dir, artifact_dir: str,

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from store import repo
 from store.models import Job, JobStatus
 from store.settings import Settings
-from worker.pipeline import STALE_HEARTBEAT_S, utcnow
+from worker.pipeline import utcnow
 
 log = logging.getLogger("disc.reconciler")
 
@@ -28,13 +28,12 @@ RECONCILE_EVERY_S = 30.0
 
 
 def reconcile(session_factory: sessionmaker[Session], settings: Settings, *,
-              stale_heartbeat_s: float = STALE_HEARTBEAT_S,
               send: Callable[[str, Settings], None] | None = None) -> list[str]:
     """Send again every job that should be running and is not; returns their ids.
 
     - queued, and sent longer than ``settings.reconcile_after_s`` ago (or never sent and
       created that long ago): the message was lost or the API never sent it;
-    - running or evaluating with a heartbeat older than ``stale_heartbeat_s``: its worker died.
+    - running or evaluating with a heartbeat older than ``settings.stale_heartbeat_s``: its worker died.
 
     A job is sent at most once per ``reconcile_after_s`` (``enqueued_at`` is moved forward), so a
     long queue behind a busy worker grows by at most one duplicate per job per period.
@@ -43,7 +42,7 @@ def reconcile(session_factory: sessionmaker[Session], settings: Settings, *,
         from worker.celery_app import send_job as send
     now = utcnow()
     overdue = now - timedelta(seconds=settings.reconcile_after_s)
-    stale = now - timedelta(seconds=stale_heartbeat_s)
+    stale = now - timedelta(seconds=settings.stale_heartbeat_s)
     last_sent = func.coalesce(Job.enqueued_at, Job.created_at)
     with session_factory() as session:
         candidates = list(session.scalars(

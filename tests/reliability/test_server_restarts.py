@@ -74,7 +74,7 @@ def test_a_postgresql_restart_during_training_is_recovered_without_loss(deployme
     after = deployment.submit(documents(12, topic="After"), lineage="pg-after", promotion=ALWAYS)["id"]
 
     # The attempt that lost its connections gives the job up without recording an outcome;
-    # its heartbeat then ages (STALE_HEARTBEAT_S, shortened here) and the reconciler sends it again.
+    # its heartbeat then ages (DISC_STALE_HEARTBEAT_S) and the reconciler sends it again.
     worker.wait_for_log(f"job {job_id}: database unreachable", timeout_s=180)
     if deployment.job(job_id)["status"] == "running":
         deployment.backdate_heartbeat(job_id, seconds=3600)

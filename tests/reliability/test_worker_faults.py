@@ -62,7 +62,7 @@ def test_a_killed_worker_leaves_its_job_to_resume_from_the_checkpoint_to_the_sam
     assert killed["status"] == "running" and killed["attempts"] == 1, killed
     assert resume_position < len(texts), "the worker finished before it could be killed"
 
-    # The dead worker's heartbeat ages out after STALE_HEARTBEAT_S (120 s); age it at once.
+    # The dead worker's heartbeat ages out after DISC_STALE_HEARTBEAT_S (120 s by default); age it at once.
     deployment.backdate_heartbeat(job_id, seconds=3600)
     deployment.worker()
     trace: list[tuple[int, int]] = []   # (attempt, documents done) as the record shows them

@@ -161,7 +161,13 @@ def test_corrupt_parent_artifact_fails_the_job(sqlite_env):
     job = _job(env, job_id)
     assert job.error["code"] == "artifact_corrupt"
     assert job.parent_version_id is None  # failed before it chose to train from the damaged parent
-    assert len(_versions(env)) == 1
+    versions = _versions(env)
+    assert len(versions) == 1 and versions[0].state == VersionState.rejected
+
+    # The lineage is not stuck: the next update skips the rejected version and trains from the base.
+    next_job = env.add_job()
+    assert env.run(next_job) == Outcome.succeeded
+    assert _job(env, next_job).parent_version_id is None
 
 
 def test_job_over_the_attempt_limit_fails(sqlite_env):
@@ -187,7 +193,7 @@ def test_claim_resumes_a_dead_workers_job_and_leaves_a_live_one(env):
     # The worker died: its heartbeat goes stale and the redelivery takes over.
     with env.session_factory() as session:
         session.execute(update(Job).where(Job.id == job_id).values(
-            heartbeat_at=pipeline.utcnow() - timedelta(seconds=pipeline.STALE_HEARTBEAT_S + 5)))
+            heartbeat_at=pipeline.utcnow() - timedelta(seconds=env.settings.stale_heartbeat_s + 5)))
         session.commit()
     assert pipeline.claim_job(env.session_factory, env.settings, job_id) == pipeline.Claim(attempt=2, resumed=True)
     # The first attempt's writes are fenced off now.
@@ -299,7 +305,7 @@ def test_a_killed_worker_s_job_resumes_from_its_checkpoint(sqlite_env):
 
     with env.session_factory() as session:  # the dead worker's heartbeat goes stale
         session.execute(update(Job).where(Job.id == job_id).values(
-            heartbeat_at=pipeline.utcnow() - timedelta(seconds=pipeline.STALE_HEARTBEAT_S + 1)))
+            heartbeat_at=pipeline.utcnow() - timedelta(seconds=env.settings.stale_heartbeat_s + 1)))
         session.commit()
     assert env.run(job_id) == Outcome.succeeded
 

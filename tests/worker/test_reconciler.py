@@ -45,7 +45,7 @@ def test_resends_lost_and_orphaned_jobs_only(env_with_redis, redis_url):
     env = env_with_redis
     now = pipeline.utcnow()
     long_ago = now - timedelta(seconds=env.settings.reconcile_after_s + 60)
-    stale = now - timedelta(seconds=pipeline.STALE_HEARTBEAT_S + 60)
+    stale = now - timedelta(seconds=env.settings.stale_heartbeat_s + 60)
 
     lost = env.add_job()                      # sent long ago, never picked up
     _set(env, lost, enqueued_at=long_ago)
@@ -80,7 +80,7 @@ def test_resends_lost_and_orphaned_jobs_only(env_with_redis, redis_url):
 def test_a_resent_orphan_is_resumed_by_the_claim(env_with_redis):
     env = env_with_redis
     job_id = env.add_job()
-    stale = pipeline.utcnow() - timedelta(seconds=pipeline.STALE_HEARTBEAT_S + 60)
+    stale = pipeline.utcnow() - timedelta(seconds=env.settings.stale_heartbeat_s + 60)
     _set(env, job_id, status=JobStatus.evaluating, attempts=1, heartbeat_at=stale,
          enqueued_at=stale)
     assert reconcile(env.session_factory, env.settings) == [job_id]
