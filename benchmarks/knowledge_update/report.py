@@ -61,7 +61,7 @@ def results_markdown(record: dict) -> str:
         f"{record['wall_seconds']:.0f} s"
         + (f" ({len(record['parts'])} parts run side by side: "
            + ", ".join(f"{'+'.join(p['parameterizations'])} {p['wall_seconds']:.0f} s" for p in record["parts"])
-           + ")" if record.get("parts") else "") + ".",
+           + ")" if len(record.get("parts", [])) > 1 else "") + ".",
         "",
         f"Base model: probe accuracy {_pct(base['probe_accuracy'])}%, format compliance "
         f"{_pct(base['format_compliance'])}%, general accuracy {_pct(base['general_mc_accuracy'])}% "
