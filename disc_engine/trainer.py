@@ -28,6 +28,10 @@ from typing import Any, Callable
 # TrainConfig and must not load torch to do so.
 from disc_engine.splitting import EmptyDocumentError, choose_split_indices, prepare_document
 
+# For the default model with LoRA (docs/results/knowledge_update.md): 5e-4 already broke
+# instruction following on SmolLM2-135M-Instruct and 5e-3 learned no more at 2.5x the drift;
+# 1e-4 is the lowest rate at which the design notes' trial saw probe gains. Full fine-tuning
+# and larger models need far smaller rates (the paper used 3e-6 for 7B models).
 DEFAULT_LEARNING_RATE = 1e-4
 METHODS = ("disc", "sft", "sft_kl")
 # The FT+KL baseline keeps the paper's temperature; ``TrainConfig.temperature`` is DiSC's.

@@ -33,7 +33,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import repo, storage
-from store.models import Document, Job, JobStatus, Lineage, ModelVersion, VersionState
+from store.models import Document, Job, JobEvent, JobStatus, Lineage, ModelVersion, VersionState
 from store.settings import Settings
 
 log = logging.getLogger("disc.worker")
@@ -214,9 +214,10 @@ class JobRecord:
             raise ClaimLost(f"job {self.job_id} attempt {self.attempt} no longer owns the job")
 
     def event(self, kind: str, message: str = "", data: dict | None = None) -> None:
+        # A bare INSERT, no read first: on SQLite a transaction that reads and then writes fails
+        # at once (no busy wait) when another connection committed in between.
         with self.session_factory() as session:
-            job = session.get(Job, self.job_id)
-            repo.add_job_event(session, job, kind, message, data)
+            session.add(JobEvent(job_id=self.job_id, kind=kind, message=message, data=data))
             session.commit()
 
     def cancel_requested(self) -> bool:
@@ -664,7 +665,8 @@ def _reject_version(session_factory: sessionmaker[Session], version_id: int) -> 
     Its own session: the lineage lock's transaction stays open until the new version commits.
     """
     with session_factory() as session:
-        session.get(ModelVersion, version_id).state = VersionState.rejected
+        session.execute(update(ModelVersion).where(ModelVersion.id == version_id)
+                        .values(state=VersionState.rejected))
         session.commit()
 
 
