@@ -16,7 +16,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -228,3 +228,21 @@ class DiskCache:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             json.dump({"key": key, "value": value}, out)
         os.replace(staging, self.root / f"{kind}-{key[:40]}.json")
+
+    def memoize(self, kind: str, model, tokenizer, model_key: str | None, parts: tuple,
+                compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per (kind, model identity, tokenizer, parts).
+
+        The model is fingerprinted (one forward pass) only when caching and no ``model_key`` —
+        a checkpoint checksum or an artifact hash — names it.
+        """
+        if self.root is None:
+            return compute()
+        key = cache_key(kind, model_key or model_fingerprint(model, tokenizer), tokenizer_identity(tokenizer),
+                        *parts)
+        cached = self.get(kind, key)
+        if cached is not None:
+            return cached
+        value = compute()
+        self.put(kind, key, value)
+        return value

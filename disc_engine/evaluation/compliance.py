@@ -14,8 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ._common import DiskCache, cache_key, chat_prompt_ids, greedy_generate, load_json, model_fingerprint, \
-    tokenizer_identity
+from ._common import DiskCache, chat_prompt_ids, greedy_generate, load_json
 
 DEFAULT_MAX_NEW_TOKENS = 64
 
@@ -178,16 +177,10 @@ def format_compliance(model, tokenizer, *, instructions: Sequence[dict] | None =
     instructions = load_instructions() if instructions is None else list(instructions)
     if not instructions:
         raise ValueError("format_compliance needs at least one instruction prompt")
-    cache = DiskCache(cache_dir)
-    key = None
-    if cache.root is not None:
-        key = cache_key("format_compliance", model_key or model_fingerprint(model, tokenizer),
-                        tokenizer_identity(tokenizer), instructions, max_new_tokens)
-        cached = cache.get("format-compliance", key)
-        if cached is not None:
-            return cached
-    results = compliance_results(model, tokenizer, instructions=instructions, max_new_tokens=max_new_tokens)
-    score = sum(r.passed for r in results) / len(results)
-    if key is not None:
-        cache.put("format-compliance", key, score)
-    return score
+
+    def score() -> float:
+        results = compliance_results(model, tokenizer, instructions=instructions, max_new_tokens=max_new_tokens)
+        return sum(r.passed for r in results) / len(results)
+
+    return DiskCache(cache_dir).memoize("format-compliance", model, tokenizer, model_key,
+                                        (instructions, max_new_tokens), score)

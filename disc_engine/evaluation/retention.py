@@ -18,8 +18,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ._common import DiskCache, batch_logits, cache_key, chat_prompt_ids, greedy_generate, load_json, \
-    model_fingerprint, pad_token_id, tokenizer_identity
+from ._common import DiskCache, batch_logits, chat_prompt_ids, greedy_generate, load_json, pad_token_id
 from .probes import probe_predictions, validate_probe
 
 DEFAULT_MAX_NEW_TOKENS = 48
@@ -48,19 +47,13 @@ def reference_responses(model, tokenizer, *, prompts: Sequence[str] | None = Non
     prompts = load_chat_prompts() if prompts is None else list(prompts)
     if not prompts:
         raise ValueError("reference_responses needs at least one prompt")
-    cache = DiskCache(cache_dir)
-    key = None
-    if cache.root is not None:
-        key = cache_key("reference_responses", model_key or model_fingerprint(model, tokenizer),
-                        tokenizer_identity(tokenizer), prompts, max_new_tokens)
-        cached = cache.get("reference-responses", key)
-        if cached is not None:
-            return cached
-    prompt_ids = [chat_prompt_ids(tokenizer, prompt) for prompt in prompts]
-    responses = [g.tokens for g in greedy_generate(model, tokenizer, prompt_ids, max_new_tokens)]
-    if key is not None:
-        cache.put("reference-responses", key, responses)
-    return responses
+
+    def generate() -> list[list[int]]:
+        prompt_ids = [chat_prompt_ids(tokenizer, prompt) for prompt in prompts]
+        return [g.tokens for g in greedy_generate(model, tokenizer, prompt_ids, max_new_tokens)]
+
+    return DiskCache(cache_dir).memoize("reference-responses", model, tokenizer, model_key,
+                                        (prompts, max_new_tokens), generate)
 
 
 @torch.inference_mode()
@@ -110,18 +103,13 @@ def base_correct_questions(base_model, tokenizer, *, questions: Sequence[dict] |
                            cache_dir: str | None = None, base_key: str | None = None) -> list[dict]:
     """The general-knowledge questions the base model answers correctly (cached per base)."""
     questions = load_general_mc() if questions is None else list(questions)
-    cache = DiskCache(cache_dir)
-    key = None
-    if cache.root is not None:
-        key = cache_key("general_mc_base", base_key or model_fingerprint(base_model, tokenizer),
-                        tokenizer_identity(tokenizer), questions)
-        cached = cache.get("general-mc-base", key)
-        if cached is not None:
-            return [questions[i] for i in cached]
-    predictions = probe_predictions(base_model, tokenizer, questions)
-    correct = [i for i, (p, q) in enumerate(zip(predictions, questions)) if p == q["answer"]]
-    if key is not None:
-        cache.put("general-mc-base", key, correct)
+
+    def answered() -> list[int]:
+        predictions = probe_predictions(base_model, tokenizer, questions)
+        return [i for i, (p, q) in enumerate(zip(predictions, questions)) if p == q["answer"]]
+
+    correct = DiskCache(cache_dir).memoize("general-mc-base", base_model, tokenizer, base_key,
+                                           (questions,), answered)
     return [questions[i] for i in correct]
 
 
@@ -138,16 +126,9 @@ def general_mc_accuracy(model, base_model, tokenizer, *, questions: Sequence[dic
                                     base_key=base_key)
     if not subset:
         return None
-    cache = DiskCache(cache_dir)
-    key = None
-    if cache.root is not None:
-        key = cache_key("general_mc", model_key or model_fingerprint(model, tokenizer),
-                        tokenizer_identity(tokenizer), subset)
-        cached = cache.get("general-mc", key)
-        if cached is not None:
-            return cached
-    predictions = probe_predictions(model, tokenizer, subset)
-    accuracy = sum(p == q["answer"] for p, q in zip(predictions, subset)) / len(subset)
-    if key is not None:
-        cache.put("general-mc", key, accuracy)
-    return accuracy
+
+    def accuracy() -> float:
+        predictions = probe_predictions(model, tokenizer, subset)
+        return sum(p == q["answer"] for p, q in zip(predictions, subset)) / len(subset)
+
+    return DiskCache(cache_dir).memoize("general-mc", model, tokenizer, model_key, (subset,), accuracy)
