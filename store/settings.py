@@ -34,7 +34,23 @@ class Settings(BaseSettings):
     home: Path = Field(Path(".disc"), description="Folder for the embedded default's files.")
     database_url: str | None = Field(None, description="postgresql://… or sqlite:///path; default: SQLite in DISC_HOME.")
     broker_url: str | None = Field(None, description="redis://host:port/n, or the embedded SQLite transport by default.")
-    artifact_dir: Path | None = Field(None, description="Where model versions' artifacts are written; default DISC_HOME/artifacts.")
+    artifact_dir: Path | None = Field(None, description="The local artifact folder when DISC_ARTIFACT_URL is not set; default DISC_HOME/artifacts.")
+    artifact_url: str | None = Field(
+        None, description="Where versions, checkpoints and evaluation caches live: file:///path or "
+                          "s3://bucket/prefix (endpoint and credentials from the standard AWS_* variables). "
+                          "Default: file:// of DISC_ARTIFACT_DIR.")
+    artifact_link_ttl_s: int = Field(900, ge=10, le=7 * 24 * 3600,
+                                     description="Lifetime of the presigned URL an S3 download redirects to.")
+    artifact_public_endpoint: str | None = Field(
+        None, description="S3 endpoint put in presigned download URLs when clients reach the store by "
+                          "another address than the API does (default: AWS_ENDPOINT_URL).")
+    work_dir: Path | None = Field(None, description="A worker's private scratch folder (training output, "
+                                                    "local checkpoints); default DISC_HOME/work.")
+    cache_dir: Path | None = Field(None, description="A worker's local cache of fetched artifacts, keyed by "
+                                                     "checksum and shared by the worker processes of one host; "
+                                                     "default DISC_HOME/cache.")
+    cache_max_bytes: int = Field(20 * 1024**3, ge=0, description="Size bound of the local cache; least recently "
+                                                                 "used entries are evicted past it.")
     base_model: str = Field(DEFAULT_BASE_MODEL, description="Base model of new lineages: a Hugging Face id, a local path or the default's name.")
     default_lineage: str = Field("default", description="Lineage used when an update names none.")
     public_url: str = Field("", description="Prefix for artifact URLs in API answers (empty: relative URLs).")
@@ -70,8 +86,16 @@ class Settings(BaseSettings):
             self.broker_url = f"sqla+sqlite:///{(self.home / 'broker.sqlite').resolve()}"
         if self.artifact_dir is None:
             self.artifact_dir = (self.home / "artifacts").resolve()
+        if self.work_dir is None:
+            self.work_dir = (self.home / "work").resolve()
+        if self.cache_dir is None:
+            self.cache_dir = (self.home / "cache").resolve()
         self.database_url = sqlalchemy_url(self.database_url)
         return self
+
+    @property
+    def artifact_store_url(self) -> str:
+        return self.artifact_url or Path(self.artifact_dir).resolve().as_uri()
 
     @property
     def is_embedded_broker(self) -> bool:

@@ -28,6 +28,9 @@ from pathlib import Path, PurePosixPath
 from store.settings import Settings
 
 CHUNK_BYTES = 1 << 20
+# Written beside an artifact's files by the artifact store (``store.artifact_store``); it
+# describes the files and is not one of them, so checksums and archives leave it out.
+MANIFEST_NAME = ".disc-manifest.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -81,14 +84,25 @@ def lock_path(settings: Settings, name: str) -> Path:
 
 # -- checksums ---------------------------------------------------------------------------------
 
-def _files(root: Path) -> list[tuple[str, Path]]:
+def artifact_files(root: Path) -> list[tuple[str, Path]]:
+    """(relative POSIX name, path) of every file of an artifact directory, in name order."""
     found = []
     for directory, subdirs, files in os.walk(root):
         subdirs.sort()
         for name in files:
             full = Path(directory) / name
-            found.append((full.relative_to(root).as_posix(), full))
+            relative = full.relative_to(root).as_posix()
+            if relative != MANIFEST_NAME:
+                found.append((relative, full))
     return sorted(found)
+
+
+def update_directory_digest(digest, relative: str, size: int) -> None:
+    """Feed one file's name and size to a directory digest; its bytes follow."""
+    encoded = relative.encode("utf-8")
+    digest.update(len(encoded).to_bytes(4, "big"))
+    digest.update(encoded)
+    digest.update(size.to_bytes(8, "big"))
 
 
 def directory_sha256(path: str | os.PathLike) -> str:
@@ -101,11 +115,8 @@ def directory_sha256(path: str | os.PathLike) -> str:
     if not root.is_dir():
         raise ArtifactMissing(f"artifact directory {root} does not exist")
     digest = hashlib.sha256()
-    for relative, full in _files(root):
-        encoded = relative.encode("utf-8")
-        digest.update(len(encoded).to_bytes(4, "big"))
-        digest.update(encoded)
-        digest.update(full.stat().st_size.to_bytes(8, "big"))
+    for relative, full in artifact_files(root):
+        update_directory_digest(digest, relative, full.stat().st_size)
         with full.open("rb") as handle:
             for block in iter(lambda: handle.read(CHUNK_BYTES), b""):
                 digest.update(block)
@@ -122,7 +133,7 @@ def verify_artifact(path: str | os.PathLike, expected_sha256: str) -> None:
 
 # -- atomic writes -----------------------------------------------------------------------------
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -141,7 +152,7 @@ def write_bytes_atomically(path: str | os.PathLike, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(staging, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except BaseException:
         Path(staging).unlink(missing_ok=True)
         raise
@@ -149,6 +160,17 @@ def write_bytes_atomically(path: str | os.PathLike, data: bytes) -> None:
 
 def write_text_atomically(path: str | os.PathLike, text: str) -> None:
     write_bytes_atomically(path, text.encode("utf-8"))
+
+
+def fsync_tree(root: Path) -> None:
+    """Flush every file under ``root`` to disk (before the rename that publishes it)."""
+    for directory, _, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(directory, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
 
 @contextmanager
@@ -165,15 +187,9 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
         yield staging
-        for directory, _, files in os.walk(staging):
-            for name in files:
-                fd = os.open(os.path.join(directory, name), os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+        fsync_tree(staging)
         os.rename(staging, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -217,7 +233,7 @@ def iter_tar_gz(path: str | os.PathLike, *, arcname: str | None = None) -> Itera
     out = emit(header(prefix, directory=True, mtime=root.stat().st_mtime))
     if out:
         yield out
-    for relative, full in _files(root):
+    for relative, full in artifact_files(root):
         stat = full.stat()
         pending = [emit(header(f"{prefix}/{relative}", size=stat.st_size, mtime=stat.st_mtime))]
         written = 0

@@ -65,3 +65,25 @@ def redis_url() -> str:
     client.flushdb()
     yield url
     client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3 HTTP server (moto's, in its own process) shared by the session; tests use
+    buckets of their own. Tests that stop or restart the store start a private one instead."""
+    from tests.s3server import S3TestServer
+
+    server = S3TestServer(tmp_path_factory.mktemp("s3"))
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch) -> str:
+    """A fresh bucket on the shared S3 server, with the AWS variables pointing at it."""
+    for name, value in s3_server.environment().items():
+        monkeypatch.setenv(name, value)
+    bucket = f"disc-test-{uuid.uuid4().hex[:12]}"
+    s3_server.client().create_bucket(Bucket=bucket)
+    return bucket
