@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test services bench clean
+.PHONY: install demo test services browser bench clean
 
 install: $(STAMP)
 
@@ -23,7 +23,10 @@ demo: install
 services:
 	bash scripts/ensure-services.sh
 
-test: install services
+browser:
+	bash scripts/ensure-browser.sh
+
+test: install services browser
 	$(BIN)/python -m pytest -q
 
 bench: install

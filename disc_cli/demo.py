@@ -23,17 +23,6 @@ DEFAULT_HOME = Path(".disc") / "demo"
 SAMPLE = Path(__file__).resolve().parent.parent / "disc_engine" / "data" / "sample_update.json"
 SCOPES = "updates:write,jobs:read,models:read,models:promote"
 
-KNOWLEDGE_ROWS = [
-    ("knowledge gap (KL, lower is better)", "knowledge_gap_before", "knowledge_gap_after"),
-    ("sentence NLL without context", "suffix_nll_before", "suffix_nll_after"),
-    ("probe accuracy", "probe_accuracy_before", "probe_accuracy_after"),
-]
-RETENTION_ROWS = [
-    ("general questions answered", "general_mc_accuracy_parent", "general_mc_accuracy"),
-    ("instruction format followed", "format_compliance_parent", "format_compliance"),
-]
-
-
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo", help="run the service locally and teach the default model the bundled sample update",
@@ -240,28 +229,15 @@ def follow(client, job_id: str, children: list[Child], timeout_s: float, tqdm) -
         bar.close()
 
 
-def _fmt(value) -> str:
-    return "—" if value is None else f"{value:.4g}"
-
-
 def print_summary(version: dict, home: Path, base_url: str) -> None:
+    from disc_cli.connection import scores_lines
     from store.storage import version_relpath
 
     scores = version["scores"]
     print(f"\nversion {version['version']} of {version['lineage']!r} ({version['method']}, base "
           f"{version['base_model']}): {version['state']}{', now latest' if version['is_latest'] else ''}")
-    rows = [("knowledge gained", "before", "after")]
-    rows += [(label, _fmt(scores.get(before)), _fmt(scores.get(after))) for label, before, after in KNOWLEDGE_ROWS]
-    rows.append(("share of the gap closed", "", _fmt(scores.get("knowledge_gap_closed_fraction"))))
-    rows.append(("capabilities kept", "parent", "new"))
-    rows += [(label, _fmt(scores.get(before)), _fmt(scores.get(after))) for label, before, after in RETENTION_ROWS]
-    rows.append(("KL to the parent (lower is better)", "", _fmt(scores.get("retention_kl_vs_parent"))))
-    rows.append(("KL to the base (lower is better)", "", _fmt(scores.get("retention_kl_vs_base"))))
-    width = max(len(r[0]) for r in rows)
-    for label, left, right in rows:
-        heading = label in ("knowledge gained", "capabilities kept")
-        line = f"{label:<{width}}  {left:>10}  {right:>10}"
-        print(("\n" if heading else "") + line)
+    for line in scores_lines(scores):
+        print(line)
     artifact = home / "artifacts" / version_relpath(version["lineage"], version["version"], version["job_id"])
     print(f"\nartifact: {artifact}  ({version['artifact_kind']}, sha256 {version['artifact_sha256'][:12]}…)")
     url = version["artifact_url"]

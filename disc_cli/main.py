@@ -1,4 +1,5 @@
-"""`disc` — serve, worker, db upgrade, demo, train, keys.
+"""`disc` — the service's side (serve, worker, db upgrade, demo, train, keys) and a client's side
+(submit, jobs, models, pull; through the ``disc_client`` SDK).
 
 Each subcommand lives in its own module exposing ``register(subparsers)``; the module sets
 ``func`` on its parser and imports heavy dependencies (torch, FastAPI, Celery) only inside
@@ -11,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMAND_MODULES = ("serve", "worker", "db", "demo", "train", "keys")
+SUBCOMMAND_MODULES = ("serve", "worker", "db", "demo", "train", "keys", "submit", "jobs", "models", "pull")
 
 
 def build_parser() -> argparse.ArgumentParser:

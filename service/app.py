@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from service.api.routes import health, jobs, models, updates
+from service.api.routes import health, jobs, models, ui, updates
 from service.errors import install_error_handlers
 from service.middleware import BodyLimitMiddleware
 from store.db import get_engine, session_factory
@@ -53,6 +53,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.session_factory = session_factory(settings)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
-    for router in (updates.router, jobs.router, models.router, health.router):
+    for router in (updates.router, jobs.router, models.router, health.router, ui.router):
         app.include_router(router)
     return app

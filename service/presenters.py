@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from service.schemas import (AliasMovePublic, JobErrorPublic, JobEventPublic, JobPublic, ProgressPublic,
-                             VersionPublic)
+from service.schemas import (AliasMovePublic, JobErrorPublic, JobEventPublic, JobPublic, LineagePublic,
+                             ProgressPublic, VersionPublic)
 from store import repo
 from store.models import AliasHistory, Job, JobEvent, ModelVersion
 from store.settings import Settings
@@ -54,3 +54,9 @@ def alias_moves_public(session: Session, entries: list[AliasHistory], alias: str
     return [AliasMovePublic(alias=alias, from_version=numbers.get(e.from_version_id) if e.from_version_id else None,
                             to_version=numbers[e.to_version_id], reason=e.reason, actor=e.actor,
                             created_at=e.created_at) for e in entries]
+
+
+def lineage_public(summary: repo.LineageSummary) -> LineagePublic:
+    lineage = summary.lineage
+    return LineagePublic(name=lineage.name, base_model=lineage.base_model, created_at=lineage.created_at,
+                         version_count=summary.version_count, latest_version=summary.latest_version)

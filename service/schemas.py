@@ -196,6 +196,18 @@ class JobEventsPublic(BaseModel):
     data: list[JobEventPublic]
 
 
+class LineagePublic(BaseModel):
+    name: str
+    base_model: str
+    created_at: datetime
+    version_count: int
+    latest_version: int | None = Field(description="The version `latest` points at; null before the first promotion.")
+
+
+class LineagesPublic(BaseModel):
+    data: list[LineagePublic]
+
+
 # --- aliases ----------------------------------------------------------------------------------
 
 class AliasMovePublic(BaseModel):

@@ -65,6 +65,29 @@ def get_or_create_lineage(session: Session, name: str, base_model: str) -> Linea
     return lineage
 
 
+@dataclass(frozen=True)
+class LineageSummary:
+    lineage: Lineage
+    version_count: int
+    latest_version: int | None
+
+
+def list_lineages(session: Session, name: str | None = None) -> list[LineageSummary]:
+    """Every lineage (or only ``name``) by name, with its number of versions and where ``latest`` points."""
+    counts = (select(ModelVersion.lineage_id, func.count().label("versions"))
+              .group_by(ModelVersion.lineage_id).subquery())
+    latest = (select(Alias.lineage_id, ModelVersion.number)
+              .join(ModelVersion, Alias.version_id == ModelVersion.id)
+              .where(Alias.name == LATEST).subquery())
+    query = (select(Lineage, counts.c.versions, latest.c.number)
+             .outerjoin(counts, counts.c.lineage_id == Lineage.id)
+             .outerjoin(latest, latest.c.lineage_id == Lineage.id)
+             .order_by(Lineage.name))
+    if name is not None:
+        query = query.where(Lineage.name == name)
+    return [LineageSummary(lineage, versions or 0, number) for lineage, versions, number in session.execute(query)]
+
+
 # --- update batches and jobs ------------------------------------------------------------------
 
 def request_hash(body: Any) -> str:

@@ -9,8 +9,8 @@ from fastapi.responses import StreamingResponse
 from service.api.deps import ModelsPromoter, ModelsReader, SessionDep, SettingsDep
 from service.auth import Principal
 from service.errors import ERROR_RESPONSES, ApiError, not_found
-from service.presenters import alias_moves_public, version_public
-from service.schemas import AliasHistoryPublic, LineageName, VersionPublic, VersionsPublic
+from service.presenters import alias_moves_public, lineage_public, version_public
+from service.schemas import AliasHistoryPublic, LineageName, LineagesPublic, VersionPublic, VersionsPublic
 from store import repo, storage
 from store.models import Lineage, ModelVersion
 
@@ -43,6 +43,12 @@ def _verified_artifact(settings, version: ModelVersion) -> Path:
         raise ApiError(409, "artifact_corrupt", f"the artifact of version {version.number} of "
                        f"{version.lineage.name!r} is missing or damaged") from exc
     return path
+
+
+@router.get("", response_model=LineagesPublic)
+def list_lineages(session: SessionDep, principal: ModelsReader) -> LineagesPublic:
+    """Every lineage by name (a single-lineage key sees its own), with its version count and ``latest``."""
+    return LineagesPublic(data=[lineage_public(s) for s in repo.list_lineages(session, principal.lineage)])
 
 
 @router.get("/latest", response_model=VersionPublic)
