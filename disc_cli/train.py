@@ -15,8 +15,11 @@ def register(subparsers) -> None:
     parser.add_argument("--docs", required=True, metavar="FILE.jsonl",
                         help="one JSON object per line with a non-empty \"text\" field")
     parser.add_argument("--out", required=True, metavar="DIR", help="artifact directory to create")
-    parser.add_argument("--method", default="disc", choices=("disc", "sft", "sft_kl"),
-                        help="training objective (default: disc)")
+    from disc_engine.objectives import DEFAULT_METHOD, OBJECTIVES  # torch-free
+
+    parser.add_argument("--method", default=DEFAULT_METHOD, choices=tuple(OBJECTIVES),
+                        help=f"training objective (default: {DEFAULT_METHOD}): " + "; ".join(
+                            f"{o.name}: {o.description}" for o in OBJECTIVES.values()))
     parser.add_argument("--base", default=None, metavar="MODEL",
                         help="base model: a Hugging Face id, a local path, or a product model name "
                              "(default: the parent's base, else SmolLM2-135M-Instruct)")

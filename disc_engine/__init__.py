@@ -8,15 +8,18 @@ Public surface: ``disc_loss`` (and the baselines' losses), ``train`` with ``Trai
 artifacts (``save_artifact``, ``load_artifact``, ``read_meta``), model loading, and
 ``disc_engine.evaluation``. This package knows nothing of HTTP, SQL or Celery.
 
-Names are resolved lazily (PEP 562) so that light modules such as ``disc_engine.trainer``'s
-``TrainConfig`` can be used for validation without importing torch.
+Names are resolved lazily (PEP 562) so that the light modules, ``disc_engine.options``
+(``TrainConfig``, ``ProbeSpec``) and ``disc_engine.objectives`` (the method registry), can be
+used for validation without importing torch.
 """
 
 from importlib import import_module
 
 _EXPORTS = {
-    "disc_engine.loss": ("disc_loss", "disc_loss_reference", "sft_loss", "sft_kl_loss"),
-    "disc_engine.trainer": ("Progress", "TrainConfig", "TrainReport", "TrainResult", "TrainingCancelled", "train"),
+    "disc_engine.loss": ("disc_loss", "disc_loss_reference", "per_position_kl", "sft_loss", "sft_kl_loss"),
+    "disc_engine.options": ("ProbeSpec", "TrainConfig", "validate_probe"),
+    "disc_engine.objectives": ("OBJECTIVES", "Objective", "get_objective"),
+    "disc_engine.trainer": ("Progress", "TrainReport", "TrainResult", "TrainingCancelled", "train"),
     "disc_engine.artifacts": ("artifact_kind", "load_artifact", "read_meta", "save_artifact"),
     "disc_engine.models": ("DEFAULT_MODEL", "TINY_MODEL", "load_model", "load_tokenizer", "model_checksum",
                            "resolve_model_path"),

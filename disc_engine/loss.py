@@ -94,7 +94,7 @@ def disc_loss(student, teacher, sentence_ids: list[list[int]], split_indices: li
         torch.full((len(s.suffix) - 1,), 1.0 / ((len(s.suffix) - 1) * len(splits)), device=device)
         for s in splits
     ])
-    kl = _per_position_kl(teacher_logits, student_logits, temperature, chunk_size, weights)
+    kl = _weighted_kl(teacher_logits, student_logits, temperature, chunk_size, weights)
     return kl * temperature ** 2
 
 
@@ -114,19 +114,81 @@ def disc_loss_reference(student, teacher, sentence_ids: list[list[int]], split_i
         teacher_input = document[:split.start] + split.suffix
         if max_context is not None:
             teacher_input = teacher_input[-max_context:]
-        length = len(split.suffix)
-        with torch.no_grad(), _as_teacher(student, teacher) as frozen:
-            ids = torch.tensor([teacher_input], device=_device_of(frozen))
-            teacher_logits = frozen(input_ids=ids, use_cache=False).logits[0, -length:-1]
-        ids = torch.tensor([split.suffix], device=device)
-        student_logits = student(input_ids=ids, use_cache=False).logits[0, :-1]
-        per_split = F.kl_div(
-            F.log_softmax(student_logits.float() / temperature, dim=-1),
-            F.softmax(teacher_logits.to(device).float() / temperature, dim=-1),
-            reduction="batchmean",
-        )
-        total = total + per_split * temperature ** 2
+        total = total + _split_kl_reference(student, teacher, teacher_input, split.suffix, temperature)
     return total / len(splits)
+
+
+def context_distillation_loss(student, teacher, contexts: list[list[int]], suffixes: list[list[int]],
+                              temperature: float = 2.0, *, max_context: int | None = None,
+                              chunk_size: int = DEFAULT_CHUNK_SIZE) -> torch.Tensor:
+    """Split-context distillation with an explicit teacher context for every suffix.
+
+    For each ``j`` the teacher reads ``contexts[j] + suffixes[j]`` and the student reads
+    ``suffixes[j]`` alone; the loss is T² · the mean over ``j`` of the mean over positions
+    predicting suffix tokens 2..L of KL(teacher ‖ student) — ``disc_loss``'s formula, for
+    contexts that are not prefixes of one sequence (so each needs a teacher row of its own; the
+    rows go through the teacher as one right-padded batch). A context longer than
+    ``max_context`` minus the suffix loses tokens from its left; a suffix longer than
+    ``max_context`` is cut to its first ``max_context`` tokens for both models.
+    """
+    _check_temperature(temperature)
+    if len(contexts) != len(suffixes) or not suffixes:
+        raise ValueError(f"need one context per suffix and at least one suffix; got {len(contexts)} "
+                         f"contexts for {len(suffixes)} suffixes")
+    if max_context is not None and max_context < 2:
+        raise ValueError(f"max_context must be at least 2 tokens, got {max_context}")
+    rows, cut = [], []
+    for context, suffix in zip(contexts, suffixes):
+        if len(suffix) < 2:
+            raise ValueError(f"a suffix has {len(suffix)} token(s); at least 2 are needed")
+        suffix = list(suffix) if max_context is None else list(suffix)[:max_context]
+        room = len(context) if max_context is None else max(0, max_context - len(suffix))
+        rows.append((list(context)[len(context) - room:] if room else [], suffix))
+        cut.append(suffix)
+    device = _device_of(student)
+    with torch.no_grad(), _as_teacher(student, teacher) as frozen:
+        # Row j's logit at len(context) + t predicts suffix token t + 2 (1-based), t = 0 … L - 2.
+        keep_from = [len(context) for context, _ in rows]
+        teacher_logits = _batched_logits(frozen, [context + suffix for context, suffix in rows],
+                                         [(a, a + len(suffix) - 1) for a, (_, suffix) in zip(keep_from, rows)])
+    student_logits = _student_suffix_logits(student, cut, device)
+    weights = torch.cat([torch.full((len(s) - 1,), 1.0 / ((len(s) - 1) * len(cut)), device=device) for s in cut])
+    kl = _weighted_kl(teacher_logits.to(device), student_logits, temperature, chunk_size, weights)
+    return kl * temperature ** 2
+
+
+def context_distillation_loss_reference(student, teacher, contexts: list[list[int]],
+                                        suffixes: list[list[int]], temperature: float = 2.0, *,
+                                        max_context: int | None = None) -> torch.Tensor:
+    """``context_distillation_loss`` the plain way, one split at a time (its definition in tests)."""
+    _check_temperature(temperature)
+    device = _device_of(student)
+    total = torch.zeros((), device=device)
+    for context, suffix in zip(contexts, suffixes):
+        suffix = list(suffix) if max_context is None else list(suffix)[:max_context]
+        teacher_input = list(context) + suffix
+        if max_context is not None:
+            teacher_input = teacher_input[-max_context:]
+        total = total + _split_kl_reference(student, teacher, teacher_input, suffix, temperature)
+    return total / len(suffixes)
+
+
+def _split_kl_reference(student, teacher, teacher_input: list[int], suffix: list[int],
+                        temperature: float) -> torch.Tensor:
+    """T² · mean KL over suffix tokens 2..L for one split, full logits, ``F.kl_div``."""
+    device = _device_of(student)
+    length = len(suffix)
+    with torch.no_grad(), _as_teacher(student, teacher) as frozen:
+        ids = torch.tensor([teacher_input], device=_device_of(frozen))
+        teacher_logits = frozen(input_ids=ids, use_cache=False).logits[0, -length:-1]
+    ids = torch.tensor([suffix], device=device)
+    student_logits = student(input_ids=ids, use_cache=False).logits[0, :-1]
+    per_split = F.kl_div(
+        F.log_softmax(student_logits.float() / temperature, dim=-1),
+        F.softmax(teacher_logits.to(device).float() / temperature, dim=-1),
+        reduction="batchmean",
+    )
+    return per_split * temperature ** 2
 
 
 def sft_loss(model, token_ids: list[int]) -> torch.Tensor:
@@ -151,7 +213,7 @@ def sft_kl_loss(student, reference, token_ids: list[int], beta: float = 0.1,
     ce = F.cross_entropy(student_logits.float(), ids[0, 1:])
     positions = student_logits.shape[0]
     weights = torch.full((positions,), 1.0 / positions, device=ids.device)
-    kl = _per_position_kl(reference_logits.to(ids.device), student_logits, temperature,
+    kl = _weighted_kl(reference_logits.to(ids.device), student_logits, temperature,
                           DEFAULT_CHUNK_SIZE, weights)
     return ce + beta * kl * temperature ** 2
 
@@ -248,6 +310,27 @@ def _logits_at_positions(model, ids: torch.Tensor, positions: torch.Tensor) -> t
     return model(input_ids=ids, use_cache=False).logits[0, positions]
 
 
+def _batched_logits(model, sequences: list[list[int]], spans: list[tuple[int, int]]) -> torch.Tensor:
+    """Logits of right-padded rows at positions ``[a, b)`` of each row, row after row."""
+    lengths = torch.tensor([len(s) for s in sequences])
+    width = int(lengths.max())
+    ids = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        ids[row, :len(sequence)] = torch.tensor(sequence)
+    columns = torch.arange(width).unsqueeze(0)
+    attention_mask = (columns < lengths.unsqueeze(1)).long()
+    keep = torch.zeros((len(sequences), width), dtype=torch.bool)
+    for row, (a, b) in enumerate(spans):
+        keep[row, a:b] = True
+    model_device = _device_of(model)
+    inputs = dict(input_ids=ids.to(model_device), attention_mask=attention_mask.to(model_device),
+                  position_ids=columns.expand(len(sequences), width).to(model_device), use_cache=False)
+    keep = keep.to(model_device)
+    if _accepts_logits_to_keep(model):
+        return model(**inputs, logits_to_keep=keep).logits
+    return model(**inputs).logits[keep]
+
+
 def _student_suffix_logits(student, suffixes: list[list[int]], device: torch.device) -> torch.Tensor:
     """Student logits at positions 0 … L-2 of every suffix, suffix after suffix."""
     lengths = torch.tensor([len(s) for s in suffixes])
@@ -277,17 +360,41 @@ def _accepts_logits_to_keep(model) -> bool:
     return "logits_to_keep" in inspect.signature(base.forward).parameters
 
 
-def _per_position_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperature: float,
-                     chunk_size: int, weights: torch.Tensor) -> torch.Tensor:
-    """Σ_p weights[p] · KL(softmax(teacher_p / T) ‖ softmax(student_p / T)), in fp32 chunks."""
+def per_position_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperature: float = 1.0,
+                    *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> torch.Tensor:
+    """KL(softmax(teacher_p / T) ‖ softmax(student_p / T)) for every position p, in fp32.
+
+    Both inputs are ``[positions, vocabulary]`` logits (any float dtype); the result is a
+    ``[positions]`` fp32 tensor, computed ``chunk_size`` positions at a time so that only one
+    chunk's fp32 log-probabilities exist at once. Gradients flow to ``student_logits``.
+    """
+    _check_temperature(temperature)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    if teacher_logits.shape != student_logits.shape or teacher_logits.dim() != 2:
+        raise ValueError(f"expected two [positions, vocabulary] tensors of one shape; got "
+                         f"{tuple(teacher_logits.shape)} and {tuple(student_logits.shape)}")
+    pieces = []
+    for start in range(0, student_logits.shape[0], chunk_size):
+        stop = start + chunk_size
+        teacher_log_probs = F.log_softmax(teacher_logits[start:stop].float() / temperature, dim=-1)
+        student_log_probs = F.log_softmax(student_logits[start:stop].float() / temperature, dim=-1)
+        pieces.append(F.kl_div(student_log_probs, teacher_log_probs.to(student_log_probs.device),
+                               log_target=True, reduction="none").sum(-1))
+    if not pieces:
+        return torch.zeros(0, device=student_logits.device)
+    return torch.cat(pieces)
+
+
+def _weighted_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperature: float,
+                 chunk_size: int, weights: torch.Tensor) -> torch.Tensor:
+    """Σ_p weights[p] · KL_p, without keeping every position's fp32 log-probabilities at once."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     total = torch.zeros((), device=student_logits.device)
     for start in range(0, student_logits.shape[0], chunk_size):
         stop = start + chunk_size
-        teacher_log_probs = F.log_softmax(teacher_logits[start:stop].float() / temperature, dim=-1)
-        student_log_probs = F.log_softmax(student_logits[start:stop].float() / temperature, dim=-1)
-        per_position = F.kl_div(student_log_probs, teacher_log_probs, log_target=True,
-                                reduction="none").sum(-1)
-        total = total + (per_position * weights[start:stop]).sum()
+        kl = per_position_kl(teacher_logits[start:stop], student_logits[start:stop], temperature,
+                             chunk_size=chunk_size)
+        total = total + (kl * weights[start:stop]).sum()
     return total

@@ -37,6 +37,9 @@ class PreparedDocument:
     sentence_ids: list[list[int]]
     token_count: int
     alterations: list[str] = field(default_factory=list)
+    # The first sentence as it reads after another one (with its leading space), for objectives
+    # that reorder sentences; None when the document was cut at token level instead.
+    first_sentence_spaced: list[int] | None = None
 
 
 @lru_cache(maxsize=1)
@@ -82,10 +85,12 @@ def prepare_document(text: str, tokenizer) -> PreparedDocument:
                 f"one sentence: split at token level into {len(chunks)} chunks of ~{len(tokens) // len(chunks)} tokens")
         else:
             alterations.append(f"one sentence of {len(tokens)} token(s): too short to split")
+    spaced = _encode(tokenizer, " " + sentences[0]) if len(sentences) > 1 and len(sentence_ids) > 1 else None
     return PreparedDocument(
         sentence_ids=sentence_ids,
         token_count=sum(len(ids) for ids in sentence_ids),
         alterations=alterations,
+        first_sentence_spaced=spaced,
     )
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import os
 import random
 import shutil
@@ -22,125 +21,20 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-# torch is imported inside the functions that train: the service validates hyperparameters with
-# TrainConfig and must not load torch to do so.
-from disc_engine.splitting import EmptyDocumentError, choose_split_indices, prepare_document
+# torch is imported inside the functions that train, so that importing the engine's options
+# (disc_engine.options, which the service uses) never loads it.
+from disc_engine.objectives import RunContext
+from disc_engine.options import DEFAULT_LEARNING_RATE, TrainConfig  # noqa: F401  (re-exported)
+from disc_engine.splitting import EmptyDocumentError, prepare_document
 
-# For the default model with LoRA (docs/results/knowledge_update.md): 5e-4 already broke
-# instruction following on SmolLM2-135M-Instruct and 5e-3 learned no more at 2.5x the drift;
-# 1e-4 is the lowest rate at which the design notes' trial saw probe gains. Full fine-tuning
-# and larger models need far smaller rates (the paper used 3e-6 for 7B models).
-DEFAULT_LEARNING_RATE = 1e-4
-METHODS = ("disc", "sft", "sft_kl")
-# The FT+KL baseline keeps the paper's temperature; ``TrainConfig.temperature`` is DiSC's.
-SFT_KL_TEMPERATURE = 1.0
 CHECKPOINT_FORMAT = 1
 _CHECKPOINT_PREFIX = "ckpt-"
 
 
 class TrainingCancelled(Exception):
     """``should_stop()`` asked the run to end; raised between two documents."""
-
-
-def _help(text: str) -> dict:
-    return {"help": text}
-
-
-@dataclass
-class TrainConfig:
-    method: str = field(default="disc", metadata=_help(
-        "Training objective: 'disc' (distillation via split contexts), 'sft' (next-token "
-        "cross-entropy) or 'sft_kl' (cross-entropy + beta * KL to the parent)."))
-    learning_rate: float = field(default=DEFAULT_LEARNING_RATE, metadata=_help(
-        "Constant AdamW learning rate, in (0, 1]."))
-    epochs: int = field(default=1, metadata=_help(
-        "Passes over the documents, each in a freshly shuffled (seeded) order."))
-    num_splits: int | str = field(default=5, metadata=_help(
-        "DiSC split points per document (k): k-1 random sentences plus the last; 'all' uses "
-        "every sentence after the first."))
-    temperature: float = field(default=2.0, metadata=_help(
-        "DiSC distillation temperature T (the loss is scaled by T²)."))
-    beta: float = field(default=0.1, metadata=_help(
-        "Weight of the KL term for 'sft_kl'."))
-    full_finetune: bool = field(default=False, metadata=_help(
-        "Train every weight instead of a LoRA adapter (the teacher is then a frozen copy)."))
-    lora_r: int = field(default=16, metadata=_help(
-        "LoRA rank for a new adapter (a chained version keeps its parent's)."))
-    lora_alpha: int = field(default=32, metadata=_help(
-        "LoRA scaling alpha for a new adapter."))
-    lora_dropout: float = field(default=0.0, metadata=_help(
-        "Dropout on the LoRA path for a new adapter, in [0, 1)."))
-    seed: int = field(default=0, metadata=_help(
-        "Seed for adapter initialisation, document order and split points."))
-    checkpoint_every: int = field(default=10, metadata=_help(
-        "Documents between resumable checkpoints (when a checkpoint directory is given)."))
-    max_context: int | None = field(default=None, metadata=_help(
-        "Longest input in tokens; longer documents are truncated or windowed. Default: the "
-        "model's max_position_embeddings."))
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}")
-        self.learning_rate = _number("learning_rate", self.learning_rate)
-        if not 0 < self.learning_rate <= 1:
-            raise ValueError(f"learning_rate must be in (0, 1]; got {self.learning_rate}")
-        _integer("epochs", self.epochs, minimum=1)
-        if self.num_splits != "all":
-            if isinstance(self.num_splits, bool) or not isinstance(self.num_splits, int) \
-                    or self.num_splits < 1:
-                raise ValueError(f"num_splits must be an integer >= 1 or 'all'; got {self.num_splits!r}")
-        self.temperature = _number("temperature", self.temperature)
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be positive; got {self.temperature}")
-        self.beta = _number("beta", self.beta)
-        if self.beta < 0:
-            raise ValueError(f"beta must be >= 0; got {self.beta}")
-        if not isinstance(self.full_finetune, bool):
-            raise ValueError(f"full_finetune must be true or false; got {self.full_finetune!r}")
-        _integer("lora_r", self.lora_r, minimum=1)
-        self.lora_alpha = _number("lora_alpha", self.lora_alpha)
-        if not self.lora_alpha > 0:
-            raise ValueError(f"lora_alpha must be positive; got {self.lora_alpha}")
-        self.lora_dropout = _number("lora_dropout", self.lora_dropout)
-        if not 0 <= self.lora_dropout < 1:
-            raise ValueError(f"lora_dropout must be in [0, 1); got {self.lora_dropout}")
-        _integer("seed", self.seed, minimum=0)
-        _integer("checkpoint_every", self.checkpoint_every, minimum=1)
-        if self.max_context is not None:
-            _integer("max_context", self.max_context, minimum=2)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        """Build from user-supplied hyperparameters; unknown keys are an error naming them."""
-        if not isinstance(values, dict):
-            raise ValueError(f"hyperparameters must be an object; got {type(values).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown hyperparameter(s): {', '.join(map(str, unknown))}; "
-                             f"known: {', '.join(sorted(known))}")
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def help(cls) -> dict[str, str]:
-        """Field name → help text, e.g. for an API schema or a command's --help."""
-        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
-
-
-def _number(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number; got {value!r}")
-    return float(value)
-
-
-def _integer(name: str, value, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
 
 
 @dataclass
@@ -237,7 +131,7 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
             raise EmptyDocumentError(f"document {index}: {exc}") from exc
         reasons = list(doc.alterations)
         if max_context is not None and doc.token_count > max_context:
-            reasons.append(_context_alteration(config.method, doc.token_count, max_context))
+            reasons.append(config.objective.context_alteration(doc.token_count, max_context))
         if reasons:
             altered[index] = "; ".join(reasons)
         prepared.append(doc)
@@ -246,6 +140,8 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
     optimizer = torch.optim.AdamW([p for _, p in trainable], lr=config.learning_rate,
                                   betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
     split_rng = random.Random(config.seed)
+    run = RunContext(config=config, model=model, teacher=teacher, split_rng=split_rng,
+                     max_context=max_context)
     fingerprint = {
         "config": {k: v for k, v in config.to_dict().items() if k != "checkpoint_every"},
         "data_hash": artifacts.data_hash(documents),
@@ -278,7 +174,7 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
         doc = prepared[index]
         started = time.perf_counter()
         with autocast():
-            loss, reason = _document_loss(config, model, teacher, doc, split_rng, max_context)
+            loss, reason = config.objective.document_loss(run, doc)
         if loss is None:
             skipped.setdefault(index, reason)
         else:
@@ -353,7 +249,7 @@ def _build_models(config: TrainConfig, base_model: str, parent: str | None, devi
         model = load_artifact(parent, device=device) if parent is not None \
             else load_model(base_model, device=device)
         model.requires_grad_(True)
-        if config.method == "sft":
+        if not config.objective.needs_teacher:
             return model, None
         teacher = copy.deepcopy(model)
         if on_cuda:
@@ -368,54 +264,6 @@ def _build_models(config: TrainConfig, base_model: str, parent: str | None, devi
         return model.to(device), None
     model = adapters.chained_lora_model(base, parent).to(device)
     return model, adapters.ParentAdapterTeacher(model)
-
-
-def _context_alteration(method: str, token_count: int, max_context: int) -> str:
-    if method == "disc":
-        return (f"{token_count} tokens exceed the {max_context}-token context: "
-                "teacher prefixes truncated from the left")
-    windows = math.ceil(token_count / max_context)
-    return f"{token_count} tokens exceed the {max_context}-token context: trained in {windows} windows"
-
-
-# --- one document ------------------------------------------------------------------------------
-
-def _document_loss(config: TrainConfig, model, teacher, doc, split_rng: random.Random,
-                   max_context: int | None):
-    """(loss, None) for a trainable document, (None, reason) for one that cannot be trained."""
-    import torch
-
-    from disc_engine.loss import disc_loss, sft_kl_loss, sft_loss
-
-    if config.method == "disc":
-        split_indices = choose_split_indices(doc.sentence_ids, config.num_splits, split_rng)
-        if not split_indices:
-            return None, ("no valid split: no sentence after the first has at least 2 tokens "
-                          f"({len(doc.sentence_ids)} sentence(s), {doc.token_count} tokens)")
-        return disc_loss(model, teacher, doc.sentence_ids, split_indices, config.temperature,
-                         max_context=max_context), None
-
-    tokens = [token for sentence in doc.sentence_ids for token in sentence]
-    windows = _windows(tokens, max_context)
-    if not windows:
-        return None, f"fewer than 2 tokens ({len(tokens)}): nothing to predict"
-    predicted = sum(len(w) - 1 for w in windows)
-    loss = torch.zeros((), device=next(model.parameters()).device)
-    for window in windows:
-        if config.method == "sft":
-            window_loss = sft_loss(model, window)
-        else:
-            window_loss = sft_kl_loss(model, teacher, window, config.beta, SFT_KL_TEMPERATURE)
-        # Weighted by predicted tokens so a windowed document counts like an unwindowed one.
-        loss = loss + window_loss * ((len(window) - 1) / predicted)
-    return loss, None
-
-
-def _windows(tokens: list[int], max_context: int | None) -> list[list[int]]:
-    """Consecutive windows of at most ``max_context`` tokens, each with at least 2 tokens."""
-    size = max_context or len(tokens) or 1
-    windows = [tokens[start:start + size] for start in range(0, len(tokens), size)]
-    return [w for w in windows if len(w) >= 2]
 
 
 def _epoch_order(seed: int, epoch: int, count: int) -> list[int]:

@@ -1,8 +1,9 @@
 """Request and response bodies, one family per resource: updates, jobs, models, aliases.
 
 Request models forbid unknown fields, so a misspelt option is an error instead of being
-silently ignored. Hyperparameters are checked here against an allow-list with the engine's
-ranges, so the API refuses a bad job at once without importing torch.
+silently ignored. Training options and probes are the engine's own torch-free definitions
+(``disc_engine.options``), so the API refuses at POST time exactly what the engine would refuse
+after training had begun.
 """
 
 from __future__ import annotations
@@ -11,15 +12,13 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import (AllowInfNan, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator,
-                      model_validator)
-from pydantic.types import Strict
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-Method = Literal["disc", "sft", "sft_kl"]
+from disc_engine.options import MethodName as Method
+from disc_engine.options import Number, ProbeSpec, TrainConfig, api_fields
+
 LineageName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
                                    description="Letters, digits, '.', '_' and '-'; at most 100 characters.")]
-# JSON from Python's parser may carry NaN and Infinity; no option of the engine accepts them.
-Number = StrictInt | Annotated[float, Strict(), AllowInfNan(False)]
 
 
 class _Request(BaseModel):
@@ -50,50 +49,15 @@ class DocumentIn(_Request):
         return metadata
 
 
-class Hyperparameters(_Request):
-    """Training options the engine accepts; anything else is refused by name."""
-
-    learning_rate: Number | None = Field(None, gt=0, le=1)
-    epochs: StrictInt | None = Field(None, ge=1, le=20)
-    num_splits: Annotated[StrictInt, Field(ge=1, le=64)] | Literal["all"] | None = Field(
-        None, description="Split points per document (1..64) or \"all\" sentence boundaries.")
-    temperature: Number | None = Field(None, gt=0, le=10)
-    beta: Number | None = Field(None, ge=0, le=10, description="Weight of the KL term (sft_kl).")
-    full_finetune: StrictBool | None = None
-    lora_r: StrictInt | None = Field(None, ge=1, le=256)
-    lora_alpha: Number | None = Field(None, gt=0)
-    lora_dropout: Number | None = Field(None, ge=0, lt=1)
-    seed: StrictInt | None = Field(None, ge=0)
+# Every training option a client may set, with the engine's own bounds and help; left out or
+# null means the engine's default.
+Hyperparameters = create_model(
+    "Hyperparameters", __base__=_Request, __doc__="Training options the engine accepts; anything else is refused by name.",
+    **api_fields())
 
 
-class ProbeIn(_Request):
+class ProbeIn(ProbeSpec):
     """A multiple-choice question the new version should answer correctly."""
-
-    question: str = Field(min_length=1)
-    options: list[Annotated[str, Field(min_length=1)]] = Field(min_length=2, max_length=10)
-    answer: StrictInt = Field(ge=0, description="Index into options of the correct one.")
-    document_id: str | None = Field(None, description="id of the batch's document this probe tests.")
-
-    @field_validator("question")
-    @classmethod
-    def _question_not_blank(cls, question: str) -> str:
-        if not question.strip():
-            raise ValueError("probe question is empty or only whitespace")
-        return question
-
-    @field_validator("options")
-    @classmethod
-    def _options_not_blank(cls, options: list[str]) -> list[str]:
-        for i, option in enumerate(options):
-            if not option.strip():
-                raise ValueError(f"option {i} is empty or only whitespace")
-        return options
-
-    @model_validator(mode="after")
-    def _answer_in_range(self) -> "ProbeIn":
-        if self.answer >= len(self.options):
-            raise ValueError(f"answer {self.answer} is not an index of the {len(self.options)} options")
-        return self
 
 
 class PromotionIn(_Request):
@@ -108,7 +72,7 @@ class PromotionIn(_Request):
 class UpdateCreate(_Request):
     documents: list[DocumentIn] = Field(min_length=1, description="At least one document.")
     lineage: LineageName | None = Field(None, description="Default: the server's default lineage (or the key's).")
-    method: Method = "disc"
+    method: Method = TrainConfig.model_fields["method"].default
     hyperparameters: Hyperparameters | None = None
     probes: list[ProbeIn] | None = None
     promotion: PromotionIn | None = None

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-METHODS = ("disc", "sft", "sft_kl")
+from disc_engine.objectives import METHODS  # torch-free; every registered objective
 PARAMETERIZATIONS = ("lora", "full")
 
 # LoRA moves few weights and needs rates one to two orders of magnitude above full fine-tuning

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from disc_engine.loss import per_position_kl
 from disc_engine.splitting import EmptyDocumentError, choose_split_indices, prepare_document
 
 from ._common import batch_logits, device_of, pad_token_id
@@ -97,7 +98,8 @@ def closed_book_gaps(models: Sequence, teacher, tokenizer, documents: Sequence[s
                 torch.cat([logits[row, :length] for row, length in enumerate(lengths)]).float(),
                 dim=-1).to(teacher_log_probs.device)
             del logits
-            per_position = (teacher_log_probs.exp() * (teacher_log_probs - model_log_probs)).sum(-1)
+            # Log-probabilities are their own log-softmax, so they pass for logits here.
+            per_position = per_position_kl(teacher_log_probs, model_log_probs)
             for chunk in per_position.split(lengths):
                 split_kls[slot].append(chunk.mean().item())
             nll_sums[slot] -= model_log_probs.gather(1, targets.unsqueeze(1)).sum().item()

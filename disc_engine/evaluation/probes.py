@@ -17,34 +17,9 @@ from collections.abc import Sequence
 
 import torch
 
+from disc_engine.options import validate_probe
+
 from ._common import batch_logits, chat_prompt_ids, device_of, encode, last_logit_only, left_padded, pad_token_id, right_padded
-
-
-def validate_probe(probe) -> None:
-    """Raise ``ValueError`` naming what is wrong with one probe, or return None.
-
-    A probe is ``{"question": str, "options": [str, ...], "answer": int}``: a non-empty
-    question, at least two distinct non-empty options, and the index of the right one.
-    """
-    if not isinstance(probe, dict):
-        raise ValueError(f"a probe must be an object with question, options and answer; got {type(probe).__name__}")
-    missing = [key for key in ("question", "options", "answer") if key not in probe]
-    if missing:
-        raise ValueError(f"probe is missing {', '.join(missing)}")
-    question, options, answer = probe["question"], probe["options"], probe["answer"]
-    if not isinstance(question, str) or not question.strip():
-        raise ValueError("probe question must be a non-empty string")
-    if not isinstance(options, list) or len(options) < 2:
-        raise ValueError(f"probe options must be a list of at least 2 strings; got {options!r}")
-    for index, option in enumerate(options):
-        if not isinstance(option, str) or not option.strip():
-            raise ValueError(f"probe option {index} must be a non-empty string; got {option!r}")
-    if len({option.strip() for option in options}) != len(options):
-        raise ValueError(f"probe options must be distinct; got {options!r}")
-    if isinstance(answer, bool) or not isinstance(answer, int):
-        raise ValueError(f"probe answer must be an integer option index; got {answer!r}")
-    if not 0 <= answer < len(options):
-        raise ValueError(f"probe answer {answer} is out of range for {len(options)} options (0..{len(options) - 1})")
 
 
 QUESTIONS_PER_BATCH = 8

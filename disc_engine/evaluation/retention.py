@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 import torch
 
+from disc_engine.loss import per_position_kl
+
 from ._common import DiskCache, batch_logits, chat_prompt_ids, greedy_generate, load_json, pad_token_id
 from .probes import probe_predictions, validate_probe
 
@@ -89,7 +91,7 @@ def retention_kl(model, reference_model, tokenizer, *, prompts: Sequence[str] | 
         reference_log_probs = _log_probs_at(batch_logits(reference_model, sequences, pad_id), spans)
         model_log_probs = _log_probs_at(batch_logits(model, sequences, pad_id), spans)
         model_log_probs = model_log_probs.to(reference_log_probs.device)
-        per_position = (reference_log_probs.exp() * (reference_log_probs - model_log_probs)).sum(-1)
+        per_position = per_position_kl(reference_log_probs, model_log_probs)
         total += per_position.sum().item()
         count += per_position.numel()
     return total / count

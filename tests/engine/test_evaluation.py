@@ -125,12 +125,13 @@ def test_shipped_data_is_well_formed():
 @pytest.mark.parametrize("probe, message", [
     ({"question": "Q?", "options": ["a"], "answer": 0}, "at least 2"),
     ({"question": "Q?", "options": ["a", "b"], "answer": 2}, "out of range"),
-    ({"question": "Q?", "options": ["a", "b"], "answer": -1}, "out of range"),
+    ({"question": "Q?", "options": ["a", "b"], "answer": -1}, "answer: .*greater than or equal to 0"),
     ({"question": "  ", "options": ["a", "b"], "answer": 0}, "question"),
-    ({"question": "Q?", "options": ["a", ""], "answer": 0}, "option 1"),
+    ({"question": "Q?", "options": ["a", ""], "answer": 0}, "options.1"),
+    ({"question": "Q?", "options": ["Paris", "paris "], "answer": 0}, "same answer"),
     ({"question": "Q?", "options": ["a", "a"], "answer": 0}, "distinct"),
     ({"question": "Q?", "options": ["a", "b"], "answer": True}, "integer"),
-    ({"question": "Q?", "options": ["a", "b"]}, "missing answer"),
+    ({"question": "Q?", "options": ["a", "b"]}, "answer: Field required"),
 ])
 def test_validate_probe_names_the_problem(probe, message):
     with pytest.raises(ValueError, match=message):
@@ -346,7 +347,7 @@ def test_capability_scores_are_cached_per_model(base, tokenizer, tmp_path):
 
 
 def test_evaluate_update_rejects_a_bad_probe(base, tokenizer):
-    with pytest.raises(ValueError, match="probe 1: probe answer 5 is out of range"):
+    with pytest.raises(ValueError, match="probe 1: invalid probe: answer 5 is out of range"):
         evaluate_update(new_model=base, parent_model=base, base_model=base, tokenizer=tokenizer,
                         documents=DOCUMENTS, probes=[
                             {"question": "Q?", "options": ["a", "b"], "answer": 0},

@@ -30,11 +30,14 @@ def test_every_value_the_api_accepts_the_engine_accepts(values):
 def test_allow_list_is_a_subset_of_the_engine_options():
     from disc_engine.trainer import TrainConfig
 
-    assert set(Hyperparameters.model_fields) <= set(TrainConfig.help())
+    assert set(Hyperparameters.model_fields) <= set(TrainConfig.model_fields)
+    for name, field in Hyperparameters.model_fields.items():
+        assert field.description == TrainConfig.model_fields[name].description
 
 
 @pytest.mark.parametrize("values", [{"learning_rate": float("inf")}, {"lora_alpha": float("nan")},
-                                    {"epochs": True}, {"seed": -1}, {"checkpoint_every": 5}])
+                                    {"epochs": True}, {"seed": -1}, {"seed": 2**63}, {"epochs": 21},
+                                    {"checkpoint_every": 5}])
 def test_values_the_engine_would_refuse_are_refused_up_front(values):
     with pytest.raises(ValidationError):
         Hyperparameters.model_validate(values)
@@ -45,8 +48,16 @@ def test_metadata_with_nan_is_refused():
         UpdateCreate.model_validate({"documents": [{"text": "a", "metadata": {"x": float("nan")}}]})
 
 
+def test_probes_the_engine_would_refuse_are_refused_up_front():
+    document = {"text": "Paris is the capital of France.", "id": "d"}
+    with pytest.raises(ValidationError, match="same answer"):
+        UpdateCreate.model_validate({"documents": [document], "probes": [
+            {"question": "Capital?", "options": ["Paris", "Paris "], "answer": 0}]})
+
+
 def test_the_api_does_not_import_torch_or_the_worker():
+    # The engine's torch-free modules (options, objectives) are the API's to use.
     code = ("import sys, service.app, service.api.routes.models; "
-            "bad = [m for m in ('torch', 'transformers', 'worker', 'disc_engine') if m in sys.modules]; "
-            "assert not bad, bad")
+            "bad = [m for m in ('torch', 'transformers', 'peft', 'worker', 'disc_engine.trainer') "
+            "if m in sys.modules]; assert not bad, bad; assert 'disc_engine.options' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,195 @@
+"""The one definition of a training run's options and of a probe's rules. Imports no torch.
+
+Everything that accepts training options derives from ``TrainConfig``: the trainer uses it
+directly, the API's ``Hyperparameters`` schema is built from its fields (``api_fields``), the
+``disc train`` flags take their choices and help from it, and the benchmarks their method
+names. A probe is checked by ``ProbeSpec`` in the API at POST time and again by the engine
+before scoring, so a probe the engine would refuse is never accepted for a job.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError,
+                      field_validator, model_validator)
+
+from disc_engine.objectives import DEFAULT_METHOD, OBJECTIVES
+
+# For the default model with LoRA (docs/results/knowledge_update.md): 5e-4 already broke
+# instruction following on SmolLM2-135M-Instruct and 5e-3 learned no more at 2.5x the drift;
+# 1e-4 is the lowest rate at which the design notes' trial saw probe gains. Full fine-tuning
+# and larger models need far smaller rates (the paper used 3e-6 for 7B models).
+DEFAULT_LEARNING_RATE = 1e-4
+
+
+
+def _finite_number(value: Any) -> float:
+    # JSON from Python's parser may carry NaN and Infinity; no option accepts them, nor
+    # strings or booleans that a lax float would coerce.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return float(value)
+
+
+Number = Annotated[float, BeforeValidator(_finite_number)]
+# Seeds go to torch.manual_seed, which takes a signed 64-bit integer.
+MAX_SEED = 2**63 - 1
+
+MethodName = Literal[tuple(OBJECTIVES)]  # type: ignore[valid-type]
+
+# Options a caller of the engine may set but a client of the service may not: the worker chooses
+# checkpoint spacing and the context length from its own model.
+ENGINE_ONLY_FIELDS = frozenset({"checkpoint_every", "max_context"})
+
+
+class TrainConfig(BaseModel):
+    """Options of one training run. Every field has its bounds and help text here, and only here."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
+
+    method: MethodName = Field(DEFAULT_METHOD, description="Training objective: " + "; ".join(
+        f"'{o.name}': {o.description}" for o in OBJECTIVES.values()) + ".")
+    learning_rate: Number = Field(DEFAULT_LEARNING_RATE, gt=0, le=1,
+                                  description="Constant AdamW learning rate, in (0, 1].")
+    epochs: StrictInt = Field(1, ge=1, le=20,
+                              description="Passes over the documents (1..20), each in a freshly shuffled (seeded) order.")
+    num_splits: Annotated[StrictInt, Field(ge=1, le=64)] | Literal["all"] = Field(
+        5, description="DiSC split points per document (k, 1..64): k-1 random sentences plus the last; "
+                       "\"all\" uses every sentence after the first.")
+    temperature: Number = Field(2.0, gt=0, le=10,
+                                description="DiSC distillation temperature T, in (0, 10] (the loss is scaled by T²).")
+    beta: Number = Field(0.1, ge=0, le=10, description="Weight of the KL term for 'sft_kl', in [0, 10].")
+    full_finetune: StrictBool = Field(
+        False, description="Train every weight instead of a LoRA adapter (the teacher is then a frozen copy).")
+    lora_r: StrictInt = Field(16, ge=1, le=256,
+                              description="LoRA rank of a new adapter, 1..256 (a chained version keeps its parent's).")
+    lora_alpha: Number = Field(32, gt=0, le=4096, description="LoRA scaling alpha of a new adapter.")
+    lora_dropout: Number = Field(0.0, ge=0, lt=1,
+                                 description="Dropout on the LoRA path of a new adapter, in [0, 1).")
+    seed: StrictInt = Field(0, ge=0, le=MAX_SEED,
+                            description="Seed for adapter initialisation, document order and split points.")
+    checkpoint_every: StrictInt = Field(10, ge=1,
+                                        description="Documents between resumable checkpoints (when a checkpoint directory is given).")
+    max_context: StrictInt | None = Field(
+        None, ge=2, description="Longest input in tokens; longer documents are truncated or windowed. "
+                                "Default: the model's max_position_embeddings.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _an_object(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            raise ValueError(f"hyperparameters must be an object; got {type(values).__name__}")
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Build from user-supplied options; the error names every field that is wrong or unknown."""
+        if isinstance(values, dict):
+            unknown = sorted(map(str, set(values) - set(cls.model_fields)))
+            if unknown:
+                raise ValueError(f"unknown hyperparameter(s): {', '.join(unknown)}; "
+                                 f"known: {', '.join(cls.model_fields)}")
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ValueError(describe_errors(exc)) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump()
+
+    @property
+    def objective(self):
+        return OBJECTIVES[self.method]
+
+
+def api_fields() -> dict[str, tuple[Any, Any]]:
+    """``TrainConfig``'s client-settable fields as ``create_model`` arguments, each optional.
+
+    ``None`` (or leaving the field out) means the engine's default, so the API schema carries the
+    same types, bounds and help as the engine without restating them.
+    """
+    fields = {}
+    for name, info in TrainConfig.model_fields.items():
+        if name in ENGINE_ONLY_FIELDS or name == "method":
+            continue
+        constrained = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+        fields[name] = (constrained | None, Field(None, description=info.description))
+    return fields
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line per problem, each naming its field: ``learning_rate: must be <= 1``."""
+    parts = []
+    for error in exc.errors():
+        message = error["msg"].removeprefix("Value error, ")
+        where = ".".join(str(p) for p in error["loc"] if not str(p).startswith("function-"))
+        if error["type"] == "extra_forbidden":
+            parts.append(f"unknown field {where!r}")
+        else:
+            parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
+
+
+# --- probes ------------------------------------------------------------------------------------
+
+MAX_PROBE_QUESTION_CHARS = 2_000
+MAX_PROBE_OPTION_CHARS = 500
+MAX_PROBE_OPTIONS = 10
+
+
+class ProbeSpec(BaseModel):
+    """A multiple-choice question: a question, 2..10 distinct non-empty options, the right one's index."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=MAX_PROBE_QUESTION_CHARS)
+    options: list[Annotated[str, Field(min_length=1, max_length=MAX_PROBE_OPTION_CHARS)]] = Field(
+        min_length=2, max_length=MAX_PROBE_OPTIONS)
+    answer: StrictInt = Field(ge=0, description="Index into options of the correct one.")
+    document_id: str | None = Field(None, max_length=200,
+                                    description="id of the batch's document this probe tests.")
+
+    @field_validator("question")
+    @classmethod
+    def _question_not_blank(cls, question: str) -> str:
+        if not question.strip():
+            raise ValueError("probe question is empty or only whitespace")
+        return question
+
+    @field_validator("options")
+    @classmethod
+    def _options_usable(cls, options: list[str]) -> list[str]:
+        for i, option in enumerate(options):
+            if not option.strip():
+                raise ValueError(f"option {i} is empty or only whitespace")
+        # Options that differ only in surrounding space or case score as the same reply.
+        seen: dict[str, int] = {}
+        for i, option in enumerate(options):
+            key = option.strip().casefold()
+            if key in seen:
+                raise ValueError(f"options {seen[key]} and {i} are the same answer ({option.strip()!r}); "
+                                 "options must be distinct")
+            seen[key] = i
+        return options
+
+    @model_validator(mode="after")
+    def _answer_in_range(self) -> "ProbeSpec":
+        if self.answer >= len(self.options):
+            raise ValueError(f"answer {self.answer} is out of range for the {len(self.options)} options "
+                             f"(0..{len(self.options) - 1})")
+        return self
+
+
+def validate_probe(probe: Any) -> None:
+    """Raise ``ValueError`` naming what is wrong with one probe (a dict), or return None."""
+    if not isinstance(probe, dict):
+        raise ValueError(f"a probe must be an object with question, options and answer; "
+                         f"got {type(probe).__name__}")
+    try:
+        # Extra keys (a corpus's bookkeeping such as "kind") are the caller's business here;
+        # the API forbids them in its own schema.
+        ProbeSpec.model_validate({k: probe[k] for k in ProbeSpec.model_fields if k in probe})
+    except ValidationError as exc:
+        raise ValueError(f"invalid probe: {describe_errors(exc)}") from None
