@@ -21,13 +21,16 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 # torch is imported inside the functions that train, so that importing the engine's options
 # (disc_engine.options, which the service uses) never loads it.
 from disc_engine.objectives import RunContext
 from disc_engine.options import DEFAULT_LEARNING_RATE, TrainConfig  # noqa: F401  (re-exported)
 from disc_engine.splitting import EmptyDocumentError, prepare_document
+
+if TYPE_CHECKING:
+    from disc_engine.budget import EpochSelector
 
 CHECKPOINT_FORMAT = 1
 _CHECKPOINT_PREFIX = "ckpt-"
@@ -72,7 +75,8 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
           progress: Callable[[Progress], None] | None = None,
           checkpoint_dir: str | None = None,
           should_stop: Callable[[], bool] | None = None,
-          device: str | None = None) -> TrainResult:
+          device: str | None = None,
+          epoch_selector: "EpochSelector | None" = None) -> TrainResult:
     """Train on ``documents`` starting from ``parent`` (or ``base_model``) and write an artifact.
 
     ``parent`` is a previous version's artifact directory; ``base_model`` defaults to the one
@@ -80,6 +84,10 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
     resumable checkpoint is written every ``config.checkpoint_every`` documents, and a run that
     finds one there continues from it and reaches the same result as an uninterrupted run;
     checkpoints are removed once the artifact is written.
+    With ``epoch_selector`` (``disc_engine.budget``) the run is retention-budgeted: the parent
+    and every epoch are checked, training stops early when the selector says so, and the
+    artifact holds the best epoch within the budget (the parent's weights if none fits);
+    ``metrics["epoch_selection"]`` records the trajectory and the choice.
     Raises ``EmptyDocumentError`` before training when a document is empty and
     ``TrainingCancelled`` when ``should_stop()`` turns true.
     """
@@ -147,6 +155,7 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
         "data_hash": artifacts.data_hash(documents),
         "base_model_checksum": base_checksum,
         "parent": os.path.abspath(parent) if parent is not None else None,
+        "epoch_budget": epoch_selector.summary()["budget"] if epoch_selector is not None else None,
     }
 
     # --- state, possibly resumed ---
@@ -156,6 +165,8 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
         saved = _latest_checkpoint(checkpoint_dir)
         if saved is not None:
             state = _restore_checkpoint(saved, fingerprint, trainable, optimizer, split_rng)
+            if epoch_selector is not None and state.get("selection") is not None:
+                epoch_selector.load_state_dict(state["selection"])
 
     # --- loop: one optimizer step per document ---
     count = len(documents)
@@ -164,6 +175,10 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
     model.train()
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if on_cuda else nullcontext
     order_epoch, order = None, []
+    epochs_done = state["position"] // count
+    if epoch_selector is not None and state["position"] == 0:
+        _observe_epoch(epoch_selector, 0, model, trainable)   # the parent itself
+        state["selection"] = epoch_selector.state_dict()
     for position in range(state["position"], total):
         if should_stop is not None and should_stop():
             raise TrainingCancelled(f"training cancelled after {position} of {total} documents")
@@ -191,8 +206,14 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
             trained.add(index)
         state["train_seconds"] += time.perf_counter() - started
         state["position"] = position + 1
+        stop_early = False
+        if state["position"] % count == 0:
+            epochs_done = state["position"] // count
+            if epoch_selector is not None:
+                stop_early = _observe_epoch(epoch_selector, epochs_done, model, trainable).stop
+                state["selection"] = epoch_selector.state_dict()
         if checkpoint_dir is not None and state["position"] % config.checkpoint_every == 0 \
-                and state["position"] < total:
+                and state["position"] < total and not stop_early:
             state["trained"], state["skipped"] = sorted(trained), skipped
             _save_checkpoint(checkpoint_dir, state, fingerprint, trainable, optimizer, split_rng)
         if progress is not None:
@@ -200,9 +221,13 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
                 documents_done=position + 1, documents_total=total, step=state["steps"],
                 loss=state["losses"][-1] if state["losses"] else 0.0,
                 tokens_per_second=_rate(state), epoch=epoch))
+        if stop_early:
+            break
 
     # --- artifact ---
     model.eval()
+    if epoch_selector is not None and epoch_selector.best_epoch != epochs_done:
+        epoch_selector.restore_best(trainable)
     report = TrainReport(
         documents_total=count,
         documents_trained=len(trained),
@@ -214,13 +239,16 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
         "mean_loss": sum(losses) / len(losses) if losses else None,
         "first_loss": losses[0] if losses else None,
         "final_loss": losses[-1] if losses else None,
-        "epoch_mean_losses": _epoch_means(losses, config.epochs),
+        "epoch_mean_losses": _epoch_means(losses, max(epochs_done, 1)),
+        "epochs_trained": epochs_done,
         "train_seconds": state["train_seconds"],
         "tokens": state["tokens"],
         "tokens_per_second": _rate(state),
         "learning_rate": config.learning_rate,
         "device": str(device),
     }
+    if epoch_selector is not None:
+        metrics["epoch_selection"] = epoch_selector.summary()
     artifact_dir = artifacts.save_artifact(
         model, out_dir, base_model=base_model, base_model_checksum=base_checksum,
         parent=os.path.abspath(parent) if parent is not None else None,
@@ -264,6 +292,15 @@ def _build_models(config: TrainConfig, base_model: str, parent: str | None, devi
         return model.to(device), None
     model = adapters.chained_lora_model(base, parent).to(device)
     return model, adapters.ParentAdapterTeacher(model)
+
+
+def _observe_epoch(selector, epoch: int, model, trainable):
+    """The selector's verdict on the model as it stands after ``epoch`` epochs (0: the parent)."""
+    model.eval()
+    try:
+        return selector.observe(epoch, model, trainable)
+    finally:
+        model.train()
 
 
 def _epoch_order(seed: int, epoch: int, count: int) -> list[int]:

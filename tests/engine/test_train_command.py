@@ -85,5 +85,5 @@ def test_bad_hyperparameters_are_reported_without_training(tmp_path):
     docs = _write_jsonl(tmp_path / "docs.jsonl", DOCS[:1])
     result = _disc("--docs", docs, "--out", str(tmp_path / "v1"), "--lr", "5")
     assert result.returncode == 2
-    assert "learning_rate must be in (0, 1]" in result.stderr
+    assert "learning_rate: Input should be less than or equal to 1" in result.stderr
     assert not (tmp_path / "v1").exists()

@@ -1,0 +1,109 @@
+"""Retention-budgeted training: train epoch by epoch, keep the best epoch whose drift fits a budget.
+
+The paper chooses the learning rate by hand so that no capability drops by more than a few
+points; an update here carries the bound instead. After every epoch (and once before the first,
+for the parent itself) ``EpochSelector.observe`` is given the scores of a cheap check
+(``disc_engine.evaluation.epoch_check``): the retention KL to the parent on the parent's own
+replies and a knowledge score (higher is better). It answers whether to keep this epoch's
+weights as the best so far and whether to stop:
+
+* an epoch whose KL exceeds the budget is never kept, and training stops (drift only grows
+  with further epochs at a constant learning rate);
+* an epoch within budget is kept when its knowledge beats the best kept one by more than
+  ``min_gain``; after ``patience`` epochs without such a gain, training stops;
+* the parent (epoch 0) is kept first, so a budget no epoch fits leaves the parent unchanged.
+
+The selector's state (trajectory, best epoch, best weights) travels in training checkpoints,
+so a resumed run makes the same choices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class RetentionBudget:
+    max_kl_vs_parent: float
+    min_gain: float = 0.005     # knowledge must rise by more than this to count as a gain
+    patience: int = 1           # epochs without a gain before stopping
+
+    def __post_init__(self) -> None:
+        if not self.max_kl_vs_parent >= 0:
+            raise ValueError(f"max_kl_vs_parent must be >= 0; got {self.max_kl_vs_parent}")
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1; got {self.patience}")
+
+
+@dataclass
+class EpochDecision:
+    keep: bool
+    stop: bool
+    reason: str
+
+
+@dataclass
+class EpochSelector:
+    """Applies a ``RetentionBudget`` to the scores ``measure(model)`` returns after each epoch.
+
+    ``measure`` returns a dict with at least ``retention_kl_vs_parent`` and ``knowledge``.
+    """
+
+    budget: RetentionBudget
+    measure: Callable[[Any], dict]
+    trajectory: list[dict] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_weights: dict | None = None
+    stopped_because: str | None = None
+    _best_knowledge: float | None = None
+    _since_gain: int = 0
+
+    def observe(self, epoch: int, model, trainable) -> EpochDecision:
+        scores = dict(self.measure(model))
+        kl, knowledge = scores["retention_kl_vs_parent"], scores["knowledge"]
+        within = kl <= self.budget.max_kl_vs_parent or epoch == 0
+        gained = (self._best_knowledge is None
+                  or knowledge > self._best_knowledge + self.budget.min_gain)
+        keep = within and gained
+        if not within:
+            decision = EpochDecision(False, True, f"epoch {epoch}: retention KL {kl:.4f} exceeds the budget "
+                                                  f"{self.budget.max_kl_vs_parent:.4f}")
+        elif keep:
+            self._since_gain = 0
+            decision = EpochDecision(True, False, f"epoch {epoch}: best so far")
+        else:
+            self._since_gain += 1
+            decision = EpochDecision(False, self._since_gain >= self.budget.patience,
+                                     f"epoch {epoch}: knowledge did not improve on epoch {self.best_epoch}")
+        if keep:
+            self.best_epoch, self._best_knowledge = epoch, knowledge
+            self.best_weights = {name: p.detach().to("cpu", copy=True) for name, p in trainable}
+        self.trajectory.append({"epoch": epoch, **scores, "within_budget": within, "kept": keep})
+        if decision.stop:
+            self.stopped_because = decision.reason
+        return decision
+
+    def restore_best(self, trainable) -> None:
+        import torch
+
+        with torch.no_grad():
+            for name, param in trainable:
+                param.copy_(self.best_weights[name].to(param.device))
+
+    def summary(self) -> dict:
+        return {"budget": {"max_kl_vs_parent": self.budget.max_kl_vs_parent, "min_gain": self.budget.min_gain,
+                           "patience": self.budget.patience},
+                "best_epoch": self.best_epoch, "stopped_because": self.stopped_because,
+                "trajectory": list(self.trajectory)}
+
+    def state_dict(self) -> dict:
+        return {"trajectory": self.trajectory, "best_epoch": self.best_epoch, "best_weights": self.best_weights,
+                "stopped_because": self.stopped_because, "best_knowledge": self._best_knowledge,
+                "since_gain": self._since_gain}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.trajectory = list(state["trajectory"])
+        self.best_epoch, self.best_weights = state["best_epoch"], state["best_weights"]
+        self.stopped_because = state["stopped_because"]
+        self._best_knowledge, self._since_gain = state["best_knowledge"], state["since_gain"]

@@ -1,0 +1,83 @@
+"""Retention-budgeted training on the tiny model: the budget decides which epoch is kept."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from disc_engine.artifacts import load_artifact
+from disc_engine.budget import EpochSelector, RetentionBudget
+from disc_engine.evaluation.epoch_check import EpochCheck
+from disc_engine.models import load_model, load_tokenizer
+from disc_engine.trainer import TrainConfig, train
+from tests.engine.test_trainer import DOCS
+
+PROMPTS = ["Name a colour.", "Say hello.", "What is two plus two?", "Name a fruit."]
+# sft moves the tiny random model's closed-book NLL quickly, so knowledge rises epoch by epoch.
+CONFIG = dict(method="sft", learning_rate=5e-3, seed=3)
+
+
+def _selector(tiny_model, max_kl, patience=3):
+    check = EpochCheck(load_tokenizer(tiny_model), DOCS[:3], prompts=PROMPTS, max_new_tokens=8)
+    return EpochSelector(RetentionBudget(max_kl_vs_parent=max_kl, min_gain=-1.0, patience=patience), check)
+
+
+def _weights(path):
+    model = load_artifact(path)
+    return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+
+
+def _run(tiny_model, out, epochs, selector=None):
+    return train(DOCS[:3], out_dir=str(out), config=TrainConfig(epochs=epochs, **CONFIG),
+                 base_model=tiny_model, epoch_selector=selector)
+
+
+@pytest.fixture(scope="module")
+def unbounded(tiny_model, tmp_path_factory):
+    """Three epochs under a budget nothing exceeds: every epoch's scores."""
+    result = _run(tiny_model, tmp_path_factory.mktemp("free") / "v1", 3, _selector(tiny_model, 1e9))
+    return result
+
+
+def test_every_epoch_is_checked_and_the_trajectory_recorded(unbounded):
+    selection = unbounded.metrics["epoch_selection"]
+    epochs = [entry["epoch"] for entry in selection["trajectory"]]
+    assert epochs == [0, 1, 2, 3]
+    kls = [entry["retention_kl_vs_parent"] for entry in selection["trajectory"]]
+    assert kls[0] == 0.0 and all(kl > 0 for kl in kls[1:])
+    assert selection["best_epoch"] == 3 and unbounded.metrics["epochs_trained"] == 3
+
+
+def test_a_zero_budget_leaves_the_parent_unchanged_and_says_so(tiny_model, tmp_path):
+    result = _run(tiny_model, tmp_path / "v1", 3, _selector(tiny_model, 0.0))
+    selection = result.metrics["epoch_selection"]
+    assert selection["best_epoch"] == 0
+    assert "exceeds the budget" in selection["stopped_because"]
+    assert result.metrics["epochs_trained"] == 1          # stopped after the first epoch
+    model, base = load_artifact(result.artifact_dir), load_model(tiny_model)
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).logits, base(input_ids=ids).logits)
+
+
+def test_an_exceeded_budget_rolls_back_to_the_last_epoch_within_it(tiny_model, tmp_path, unbounded):
+    kls = [entry["retention_kl_vs_parent"] for entry in unbounded.metrics["epoch_selection"]["trajectory"]]
+    assert kls[1] < kls[2]
+    budget = (kls[1] + kls[2]) / 2
+    result = _run(tiny_model, tmp_path / "budgeted", 3, _selector(tiny_model, budget))
+    assert result.metrics["epoch_selection"]["best_epoch"] == 1
+    assert result.metrics["epochs_trained"] == 2
+    one_epoch = _run(tiny_model, tmp_path / "one", 1)
+    kept, expected = _weights(result.artifact_dir), _weights(one_epoch.artifact_dir)
+    assert kept.keys() == expected.keys()
+    for name in expected:
+        assert torch.equal(kept[name], expected[name]), name
+
+
+def test_a_budgeted_run_is_reproducible_from_its_seed(tiny_model, tmp_path, unbounded):
+    again = _run(tiny_model, tmp_path / "again", 3, _selector(tiny_model, 1e9))
+    first, second = unbounded.metrics["epoch_selection"], again.metrics["epoch_selection"]
+    assert [e["retention_kl_vs_parent"] for e in first["trajectory"]] == \
+           [e["retention_kl_vs_parent"] for e in second["trajectory"]]
+    a, b = _weights(unbounded.artifact_dir), _weights(again.artifact_dir)
+    assert all(torch.equal(a[n], b[n]) for n in a)
