@@ -9,7 +9,6 @@ the way out, also on Ctrl-C or an error.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -19,8 +18,10 @@ import sys
 import time
 from pathlib import Path
 
+# Standard library only (no torch): the sample is a JSON file shipped in the package.
+from disc_engine.data import SAMPLE_PATH, load_update_sample
+
 DEFAULT_HOME = Path(".disc") / "demo"
-SAMPLE = Path(__file__).resolve().parent.parent / "disc_engine" / "data" / "sample_update.json"
 SCOPES = "updates:write,jobs:read,models:read,models:promote"
 
 def register(subparsers) -> None:
@@ -34,7 +35,7 @@ def register(subparsers) -> None:
                              f"(default: {DEFAULT_HOME})")
     parser.add_argument("--model", default=None,
                         help="base model (default: SmolLM2-135M-Instruct, bundled)")
-    parser.add_argument("--sample", type=Path, default=SAMPLE,
+    parser.add_argument("--sample", type=Path, default=SAMPLE_PATH,
                         help="update to submit: JSON with \"documents\" and optional \"probes\"")
     parser.add_argument("--port", type=int, default=0, help="API port (default: a free one)")
     parser.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds")
@@ -142,7 +143,7 @@ def run(args) -> int:
         shutil.rmtree(home)
     home.mkdir(parents=True)
     env = demo_environment(home, args.model)
-    sample = json.loads(args.sample.read_text())
+    sample = load_update_sample(args.sample)
     body = {"documents": sample["documents"]}
     if sample.get("probes"):
         body["probes"] = sample["probes"]

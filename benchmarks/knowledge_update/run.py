@@ -129,15 +129,16 @@ def run_grid(settings: Settings, out: Path, log=print) -> dict:
     import torch
 
     from disc_engine.artifacts import load_artifact
-    from disc_engine.corpus import generate_corpus
     from disc_engine.models import load_model, load_tokenizer, resolve_model_path
     from disc_engine.trainer import TrainConfig, train
+
+    from .corpus import corpus_probes, generate_corpus
 
     started = time.perf_counter()
     corpus = generate_corpus(settings.documents, settings.seed)
     documents = [doc["text"] for doc in corpus]
     probes = [{"question": p["question"], "options": p["options"], "answer": p["answer"]}
-              for doc in corpus for p in doc["probes"]]
+              for p in corpus_probes(corpus, "question")]
     resolve_model_path(settings.model)
     tokenizer = load_tokenizer(settings.model)
     base = load_model(settings.model, device=settings.device)

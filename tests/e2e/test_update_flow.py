@@ -133,10 +133,10 @@ def test_update_on_the_embedded_default(stack_factory, tmp_path, shared_eval_cac
 @pytest.mark.slow
 def test_update_on_the_default_model(stack_factory, tmp_path, shared_eval_cache):
     """The real SmolLM2-135M-Instruct, embedded default, sample documents, one epoch."""
+    from disc_engine.data import load_update_sample
     from disc_engine.models import DEFAULT_MODEL
 
-    sample = json.loads((Path(__file__).resolve().parents[2] / "disc_engine" / "data"
-                         / "sample_update.json").read_text())
+    sample = load_update_sample()
     documents = sample["documents"][:2]
     kept = {d["id"] for d in documents}
     probes = [p for p in sample["probes"] if p["document_id"] in kept]
