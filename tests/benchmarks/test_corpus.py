@@ -29,7 +29,7 @@ from benchmarks.knowledge_update.corpus import (
     update_sample,
 )
 from disc_engine.data import SAMPLE_PATH, load_update_sample
-from disc_engine.evaluation import validate_probe
+from disc_engine.options import validate_probe
 
 
 def _as_question(probe: dict) -> dict:
