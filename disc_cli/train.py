@@ -29,12 +29,20 @@ def register(subparsers) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="passes over the documents")
     parser.add_argument("--num-splits", type=_num_splits, default=None, metavar="K|all",
                         help="DiSC split points per document")
+    parser.add_argument("--retention-budget", type=float, default=None, metavar="KL",
+                        help=_option_help("retention_budget_kl"))
     parser.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
     parser.add_argument("--seed", type=int, default=None, help="random seed")
     parser.add_argument("--checkpoint-dir", default=None, metavar="DIR",
                         help="write resumable checkpoints here; resume from one found here")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     parser.set_defaults(func=run)
+
+
+def _option_help(name: str) -> str:
+    from disc_engine.options import TrainConfig  # torch-free
+
+    return TrainConfig.model_fields[name].description.replace("%", "%%")
 
 
 def _num_splits(value: str) -> int | str:
@@ -76,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {key: value for key, value in {
         "method": args.method, "learning_rate": args.lr, "epochs": args.epochs,
         "num_splits": args.num_splits, "full_finetune": args.full, "seed": args.seed,
+        "retention_budget_kl": args.retention_budget,
     }.items() if value is not None}
     try:
         documents = read_documents(args.docs)
@@ -135,6 +144,15 @@ def run(args: argparse.Namespace) -> int:
           f"({result.steps} steps, final loss "
           f"{'n/a' if final_loss is None else f'{final_loss:.4f}'}); "
           f"{len(report.documents_altered)} altered, {len(report.documents_skipped)} skipped")
+    selection = result.metrics.get("epoch_selection")
+    if selection is not None:
+        for entry in selection["trajectory"]:
+            print(f"  epoch {entry['epoch']}: retention KL {entry['retention_kl_vs_parent']:.4f}, "
+                  f"gap closed {entry['knowledge']:.3f}{'  (kept)' if entry['kept'] else ''}")
+        kept = selection["best_epoch"]
+        print(f"  kept epoch {kept}" + (" — the parent unchanged: no epoch fits the retention budget"
+                                        if kept == 0 else "")
+              + (f"; stopped: {selection['stopped_because']}" if selection["stopped_because"] else ""))
     for item in report.documents_skipped:
         print(f"  skipped document {item['index']}: {item['reason']}")
     print(f"artifact written to {result.artifact_dir}")

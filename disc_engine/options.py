@@ -70,6 +70,12 @@ class TrainConfig(BaseModel):
                                  description="Dropout on the LoRA path of a new adapter, in [0, 1).")
     seed: StrictInt = Field(0, ge=0, le=MAX_SEED,
                             description="Seed for adapter initialisation, document order and split points.")
+    retention_budget_kl: Number | None = Field(
+        None, ge=0, le=100,
+        description="Retention budget: train epoch by epoch (up to `epochs`), check the KL to the parent on "
+                    "the parent's own chat replies after each epoch, stop when it exceeds this bound or the "
+                    "documents' closed-book gap stops closing, and keep the best epoch within it (the parent "
+                    "itself if none fits). null: train every epoch and keep the last.")
     checkpoint_every: StrictInt = Field(10, ge=1,
                                         description="Documents between resumable checkpoints (when a checkpoint directory is given).")
     max_context: StrictInt | None = Field(

@@ -126,6 +126,12 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
     torch.manual_seed(config.seed)
 
     tokenizer = load_tokenizer(base_model)
+    if epoch_selector is None and config.retention_budget_kl is not None:
+        from disc_engine.budget import EpochSelector, RetentionBudget
+        from disc_engine.evaluation.epoch_check import EpochCheck
+
+        epoch_selector = EpochSelector(RetentionBudget(max_kl_vs_parent=config.retention_budget_kl),
+                                       EpochCheck(tokenizer, documents, seed=config.seed))
     model, teacher = _build_models(config, base_model, parent, device, on_cuda)
     max_context = config.max_context or getattr(model.config, "max_position_embeddings", None)
 

@@ -81,3 +81,23 @@ def test_a_budgeted_run_is_reproducible_from_its_seed(tiny_model, tmp_path, unbo
            [e["retention_kl_vs_parent"] for e in second["trajectory"]]
     a, b = _weights(unbounded.artifact_dir), _weights(again.artifact_dir)
     assert all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_the_budget_is_a_training_option_and_reaches_the_artifact(tiny_model, tmp_path):
+    from disc_engine.artifacts import read_meta
+
+    result = train(DOCS[:2], out_dir=str(tmp_path / "v1"), base_model=tiny_model,
+                   config=TrainConfig(epochs=2, retention_budget_kl=0.0, **CONFIG))
+    selection = read_meta(result.artifact_dir)["metrics"]["epoch_selection"]
+    assert selection["best_epoch"] == 0 and selection["budget"]["max_kl_vs_parent"] == 0.0
+    assert [e["epoch"] for e in selection["trajectory"]] == [0, 1]
+
+
+def test_the_api_accepts_the_budget_with_the_engine_bounds():
+    from pydantic import ValidationError
+
+    from service.schemas import Hyperparameters
+
+    assert Hyperparameters.model_validate({"retention_budget_kl": 0.05}).retention_budget_kl == 0.05
+    with pytest.raises(ValidationError):
+        Hyperparameters.model_validate({"retention_budget_kl": -1})

@@ -1,0 +1,117 @@
+"""Knowledge vs retention, epoch by epoch, for every method at a few learning rates.
+
+One training run per (method, learning rate); after every epoch (and for the untouched model)
+the run is measured without stopping it, through the trainer's epoch hook:
+
+* knowledge: chat-format multiple-choice probe accuracy and the mean log-probability margin of
+  the right option over the best wrong one, each with a 95% bootstrap interval over probes;
+* retention: KL to the parent on the parent's own replies (``EpochCheck``), the same quantity
+  the retention budget bounds.
+
+    python -m benchmarks.knowledge_update.frontier --seeds 101,102 --documents 30 \\
+        --methods disc,disc_shuffled,sft --lrs 2e-3 --epochs 3 --out docs/results/frontier.jsonl
+
+Prints one line per (method, lr, epoch) and appends JSON lines to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from disc_engine.objectives import METHODS
+
+
+def bootstrap_interval(values: list[float], *, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the mean."""
+    if not values:
+        return (float("nan"), float("nan"))
+    rng = random.Random(seed)
+    n = len(values)
+    means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    return means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
+
+
+def probe_items(model, tokenizer, probes: list[dict]) -> tuple[list[float], list[float]]:
+    """Per probe: 1.0/0.0 correct, and log P(right) - max log P(wrong)."""
+    from disc_engine.evaluation import option_scores
+
+    correct, margins = [], []
+    for probe, scores in zip(probes, option_scores(model, tokenizer, probes)):
+        right = scores[probe["answer"]]
+        best_wrong = max(s for i, s in enumerate(scores) if i != probe["answer"])
+        correct.append(1.0 if right > best_wrong else 0.0)
+        margins.append(right - best_wrong)
+    return correct, margins
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", default="101,102")
+    parser.add_argument("--documents", type=int, default=30, help="documents per corpus seed")
+    parser.add_argument("--methods", default="disc,disc_shuffled,sft")
+    parser.add_argument("--lrs", default="2e-3")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--num-splits", default="5")
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+
+    from disc_engine.budget import EpochSelector, RetentionBudget
+    from disc_engine.corpus import generate_corpus
+    from disc_engine.evaluation.epoch_check import EpochCheck
+    from disc_engine.models import DEFAULT_MODEL, load_tokenizer
+    from disc_engine.trainer import TrainConfig, train
+
+    model_name = args.model or DEFAULT_MODEL
+    tokenizer = load_tokenizer(model_name)
+    documents, probes = [], []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for doc in generate_corpus(args.documents, seed=seed):
+            documents.append(doc["text"])
+            probes.extend({k: p[k] for k in ("question", "options", "answer")} for p in doc["probes"])
+    num_splits = args.num_splits if args.num_splits == "all" else int(args.num_splits)
+    print(f"{len(documents)} documents, {len(probes)} probes, model {model_name}", flush=True)
+
+    for lr in (float(x) for x in args.lrs.split(",")):
+        for method in args.methods.split(","):
+            if method not in METHODS:
+                raise SystemExit(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+            check = EpochCheck(tokenizer, documents)
+            rows: list[dict] = []
+
+            def measure(model, _check=check, _rows=rows, _method=method, _lr=lr):
+                scores = _check(model)
+                correct, margins = probe_items(model, tokenizer, probes)
+                row = {"method": _method, "lr": _lr, "epoch": len(_rows), "n_probes": len(correct),
+                       "accuracy": sum(correct) / len(correct), "accuracy_ci": bootstrap_interval(correct),
+                       "margin": sum(margins) / len(margins), "margin_ci": bootstrap_interval(margins),
+                       "retention_kl_vs_parent": scores["retention_kl_vs_parent"],
+                       "gap_closed": scores["knowledge"], "correct": correct}
+                _rows.append(row)
+                print(f"{_method:14s} lr {_lr:.0e} epoch {row['epoch']}: accuracy {row['accuracy']:.3f} "
+                      f"[{row['accuracy_ci'][0]:.3f}, {row['accuracy_ci'][1]:.3f}]  margin {row['margin']:+.3f}  "
+                      f"KL {row['retention_kl_vs_parent']:.4f}  gap closed {row['gap_closed']:.3f}", flush=True)
+                return scores
+
+            selector = EpochSelector(RetentionBudget(max_kl_vs_parent=float("inf"), min_gain=-1e9,
+                                                     patience=10**6), measure)
+            started = time.perf_counter()
+            with tempfile.TemporaryDirectory() as out:
+                train(documents, out_dir=str(Path(out) / "v1"), base_model=model_name, epoch_selector=selector,
+                      config=TrainConfig(method=method, learning_rate=lr, epochs=args.epochs,
+                                         num_splits=num_splits, seed=0))
+            print(f"{method} lr {lr:.0e}: {time.perf_counter() - started:.0f} s", flush=True)
+            if args.out:
+                with open(args.out, "a", encoding="utf-8") as handle:
+                    for row in rows:
+                        handle.write(json.dumps(row) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
