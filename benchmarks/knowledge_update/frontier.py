@@ -49,6 +49,32 @@ def probe_items(model, tokenizer, probes: list[dict]) -> tuple[list[float], list
     return correct, margins
 
 
+def cloze_items(model, tokenizer, clozes: list[dict]) -> tuple[list[float], list[float]]:
+    """Per cloze: correct or not, and the margin, scoring each option as the plain-text
+    continuation of the prompt (document style, no chat template), summed log-probability."""
+    import torch
+
+    from disc_engine.evaluation._common import batch_logits, encode, pad_token_id
+
+    pad_id = pad_token_id(tokenizer)
+    correct, margins = [], []
+    with torch.inference_mode():
+        for cloze in clozes:
+            prompt = encode(tokenizer, cloze["prompt"])
+            options = [encode(tokenizer, option if option.startswith(" ") else " " + option)
+                       for option in cloze["options"]]
+            logits = batch_logits(model, [prompt + option for option in options], pad_id)
+            scores = []
+            for row, option in enumerate(options):
+                log_probs = torch.log_softmax(logits[row, len(prompt) - 1:len(prompt) + len(option) - 1].float(), -1)
+                scores.append(log_probs.gather(1, torch.tensor(option).unsqueeze(1)).sum().item())
+            right = scores[cloze["answer"]]
+            best_wrong = max(x for i, x in enumerate(scores) if i != cloze["answer"])
+            correct.append(1.0 if right > best_wrong else 0.0)
+            margins.append(right - best_wrong)
+    return correct, margins
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="101,102")
@@ -62,20 +88,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from disc_engine.budget import EpochSelector, RetentionBudget
-    from disc_engine.corpus import generate_corpus
+    from benchmarks.knowledge_update.corpus import generate_corpus
     from disc_engine.evaluation.epoch_check import EpochCheck
     from disc_engine.models import DEFAULT_MODEL, load_tokenizer
     from disc_engine.trainer import TrainConfig, train
 
     model_name = args.model or DEFAULT_MODEL
     tokenizer = load_tokenizer(model_name)
-    documents, probes = [], []
+    documents, probes, clozes = [], [], []
     for seed in (int(s) for s in args.seeds.split(",")):
         for doc in generate_corpus(args.documents, seed=seed):
             documents.append(doc["text"])
-            probes.extend({k: p[k] for k in ("question", "options", "answer")} for p in doc["probes"])
+            for p in doc["probes"]:
+                if p.get("kind", "question") == "question":
+                    probes.append({k: p[k] for k in ("question", "options", "answer")})
+                else:
+                    clozes.append(p)
     num_splits = args.num_splits if args.num_splits == "all" else int(args.num_splits)
-    print(f"{len(documents)} documents, {len(probes)} probes, model {model_name}", flush=True)
+    print(f"{len(documents)} documents, {len(probes)} questions, {len(clozes)} clozes, model {model_name}",
+          flush=True)
 
     for lr in (float(x) for x in args.lrs.split(",")):
         for method in args.methods.split(","):
@@ -87,15 +118,23 @@ def main(argv: list[str] | None = None) -> int:
             def measure(model, _check=check, _rows=rows, _method=method, _lr=lr):
                 scores = _check(model)
                 correct, margins = probe_items(model, tokenizer, probes)
+                cloze_correct, cloze_margins = cloze_items(model, tokenizer, clozes)
                 row = {"method": _method, "lr": _lr, "epoch": len(_rows), "n_probes": len(correct),
                        "accuracy": sum(correct) / len(correct), "accuracy_ci": bootstrap_interval(correct),
                        "margin": sum(margins) / len(margins), "margin_ci": bootstrap_interval(margins),
                        "retention_kl_vs_parent": scores["retention_kl_vs_parent"],
-                       "gap_closed": scores["knowledge"], "correct": correct}
+                       "gap_closed": scores["knowledge"], "correct": correct,
+                       "n_clozes": len(cloze_correct),
+                       "cloze_accuracy": sum(cloze_correct) / len(cloze_correct) if cloze_correct else None,
+                       "cloze_accuracy_ci": bootstrap_interval(cloze_correct),
+                       "cloze_margin": sum(cloze_margins) / len(cloze_margins) if cloze_margins else None,
+                       "cloze_correct": cloze_correct}
                 _rows.append(row)
                 print(f"{_method:14s} lr {_lr:.0e} epoch {row['epoch']}: accuracy {row['accuracy']:.3f} "
                       f"[{row['accuracy_ci'][0]:.3f}, {row['accuracy_ci'][1]:.3f}]  margin {row['margin']:+.3f}  "
-                      f"KL {row['retention_kl_vs_parent']:.4f}  gap closed {row['gap_closed']:.3f}", flush=True)
+                      f"KL {row['retention_kl_vs_parent']:.4f}  gap closed {row['gap_closed']:.3f}"
+                      + (f"  cloze {row['cloze_accuracy']:.3f} [{row['cloze_accuracy_ci'][0]:.3f}, "
+                         f"{row['cloze_accuracy_ci'][1]:.3f}]" if cloze_correct else ""), flush=True)
                 return scores
 
             selector = EpochSelector(RetentionBudget(max_kl_vs_parent=float("inf"), min_gain=-1e9,
