@@ -18,9 +18,8 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import repo
-from store.models import Job, JobStatus
+from store.models import Job, JobStatus, utcnow
 from store.settings import Settings
-from worker.pipeline import utcnow
 
 log = logging.getLogger("disc.reconciler")
 

@@ -12,9 +12,10 @@ import pytest
 from sqlalchemy import func, select, update
 
 from store import repo, storage
-from store.models import Job, JobStatus, ModelVersion, VersionState
-from worker import pipeline
-from worker.pipeline import Outcome
+from store.models import Job, JobStatus, ModelVersion, VersionState, utcnow
+from worker.claim import Claim, claim_job
+from worker.job_record import JobRecord
+from worker.outcomes import ClaimLost, Outcome, classify_failure
 
 from .conftest import DOCUMENTS
 
@@ -176,7 +177,7 @@ def test_job_over_the_attempt_limit_fails(sqlite_env):
     with env.session_factory() as session:
         session.execute(update(Job).where(Job.id == job_id).values(
             status=JobStatus.running, attempts=env.settings.job_max_attempts,
-            heartbeat_at=pipeline.utcnow() - timedelta(hours=1)))
+            heartbeat_at=utcnow() - timedelta(hours=1)))
         session.commit()
     assert env.run(job_id) == Outcome.failed
     job = _job(env, job_id)
@@ -186,19 +187,19 @@ def test_job_over_the_attempt_limit_fails(sqlite_env):
 
 def test_claim_resumes_a_dead_workers_job_and_leaves_a_live_one(env):
     job_id = env.add_job()
-    claim = pipeline.claim_job(env.session_factory, env.settings, job_id)
-    assert claim == pipeline.Claim(attempt=1, resumed=False)
+    claim = claim_job(env.session_factory, env.settings, job_id)
+    assert claim == Claim(attempt=1, resumed=False)
     # The worker is alive (fresh heartbeat): a duplicate message must not start it again.
-    assert pipeline.claim_job(env.session_factory, env.settings, job_id) == Outcome.skipped
+    assert claim_job(env.session_factory, env.settings, job_id) == Outcome.skipped
     # The worker died: its heartbeat goes stale and the redelivery takes over.
     with env.session_factory() as session:
         session.execute(update(Job).where(Job.id == job_id).values(
-            heartbeat_at=pipeline.utcnow() - timedelta(seconds=env.settings.stale_heartbeat_s + 5)))
+            heartbeat_at=utcnow() - timedelta(seconds=env.settings.stale_heartbeat_s + 5)))
         session.commit()
-    assert pipeline.claim_job(env.session_factory, env.settings, job_id) == pipeline.Claim(attempt=2, resumed=True)
+    assert claim_job(env.session_factory, env.settings, job_id) == Claim(attempt=2, resumed=True)
     # The first attempt's writes are fenced off now.
-    with pytest.raises(pipeline.ClaimLost):
-        pipeline.JobRecord(env.session_factory, job_id, attempt=1).update(progress={"stage": "training"})
+    with pytest.raises(ClaimLost):
+        JobRecord(env.session_factory, job_id, attempt=1).update(progress={"stage": "training"})
     assert _job(env, job_id).attempts == 2
 
 
@@ -218,59 +219,10 @@ def test_claim_skips_finished_and_unknown_jobs(sqlite_env):
 def test_out_of_memory_is_its_own_failure_code():
     import torch
 
-    code, message = pipeline._classify(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
+    code, message = classify_failure(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
     assert code == "out_of_memory" and "memory" in message
-    assert pipeline._classify(MemoryError())[0] == "out_of_memory"
-    assert pipeline._classify(RuntimeError("x" * 5000))[1].endswith("…")
-
-
-class TestPromotionPolicy:
-    """The auto policy on fixed scores (the tiny model's are random)."""
-
-    GOOD = {"retention_kl_vs_parent": 0.1, "retention_kl_vs_base": 1.0, "format_compliance": 0.9}
-
-    @pytest.fixture
-    def settings(self, tmp_path):
-        from store.settings import Settings
-
-        return Settings(home=tmp_path, promote_max_retention_kl_vs_parent=0.5, promote_max_retention_kl_vs_base=2.0,
-                        promote_min_format_compliance=0.8)
-
-    def test_auto_promotes_within_every_bound(self, settings):
-        assert pipeline.decide_promotion(None, self.GOOD, settings).promote
-        assert pipeline.decide_promotion({"policy": "auto"}, self.GOOD, settings).promote
-
-    @pytest.mark.parametrize("name, value", [("retention_kl_vs_parent", 0.51), ("retention_kl_vs_base", 2.5),
-                                             ("format_compliance", 0.7), ("retention_kl_vs_parent", None)])
-    def test_auto_keeps_a_candidate_outside_a_bound(self, settings, name, value):
-        decision = pipeline.decide_promotion(None, {**self.GOOD, name: value}, settings)
-        assert not decision.promote and name in decision.reason
-
-    def test_missing_score_counts_as_outside(self, settings):
-        scores = dict(self.GOOD)
-        del scores["format_compliance"]
-        assert not pipeline.decide_promotion(None, scores, settings).promote
-
-    def test_the_job_may_move_the_bounds(self, settings):
-        loose = {"policy": "auto", "max_retention_kl_vs_parent": 1.0, "min_format_compliance": None}
-        scores = {**self.GOOD, "retention_kl_vs_parent": 0.9, "format_compliance": 0.8}
-        assert pipeline.decide_promotion(loose, scores, settings).promote
-        strict = {"max_retention_kl_vs_base": 0.5}
-        assert not pipeline.decide_promotion(strict, self.GOOD, settings).promote
-
-    def test_always_and_never_ignore_scores(self, settings):
-        bad = {"retention_kl_vs_parent": 99.0}
-        assert pipeline.decide_promotion({"policy": "always"}, bad, settings).promote
-        assert not pipeline.decide_promotion({"policy": "never"}, self.GOOD, settings).promote
-        with pytest.raises(pipeline.JobFailed):
-            pipeline.decide_promotion({"policy": "sometimes"}, self.GOOD, settings)
-
-
-def test_scores_keep_every_numeric_entry_and_mark_unmeasured():
-    evaluation = {"retention_kl_vs_parent": 0.25, "probe_count": 3, "probe_accuracy_after": None,
-                  "suffix_nll_after": float("nan"), "details": [1, 2], "flag": True}
-    assert pipeline.numeric_scores(evaluation) == {"retention_kl_vs_parent": 0.25, "probe_count": 3.0,
-                                                   "probe_accuracy_after": None, "suffix_nll_after": None}
+    assert classify_failure(MemoryError())[0] == "out_of_memory"
+    assert classify_failure(RuntimeError("x" * 5000))[1].endswith("…")
 
 
 def test_a_killed_worker_s_job_resumes_from_its_checkpoint(sqlite_env):
@@ -305,7 +257,7 @@ def test_a_killed_worker_s_job_resumes_from_its_checkpoint(sqlite_env):
 
     with env.session_factory() as session:  # the dead worker's heartbeat goes stale
         session.execute(update(Job).where(Job.id == job_id).values(
-            heartbeat_at=pipeline.utcnow() - timedelta(seconds=env.settings.stale_heartbeat_s + 1)))
+            heartbeat_at=utcnow() - timedelta(seconds=env.settings.stale_heartbeat_s + 1)))
         session.commit()
     assert env.run(job_id) == Outcome.succeeded
 

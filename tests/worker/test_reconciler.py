@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import update
 
 from store import repo
-from store.models import Job, JobStatus
+from store.models import Job, JobStatus, utcnow
 from store.queue import UPDATES_QUEUE
-from worker import pipeline
+from worker.claim import Claim, claim_job
+from worker.heartbeat import aware
 from worker.reconciler import reconcile
 
 
@@ -43,7 +44,7 @@ def _set(env, job_id: str, **values) -> None:
 
 def test_resends_lost_and_orphaned_jobs_only(env_with_redis, redis_url):
     env = env_with_redis
-    now = pipeline.utcnow()
+    now = utcnow()
     long_ago = now - timedelta(seconds=env.settings.reconcile_after_s + 60)
     stale = now - timedelta(seconds=env.settings.stale_heartbeat_s + 60)
 
@@ -68,7 +69,7 @@ def test_resends_lost_and_orphaned_jobs_only(env_with_redis, redis_url):
     with env.session_factory() as session:
         for job_id in resent:
             job = session.get(Job, job_id)
-            assert pipeline._aware(job.enqueued_at) >= now
+            assert aware(job.enqueued_at) >= now
             assert [e.kind for e in repo.list_job_events(session, job_id)][-1] == "resent"
         assert session.get(Job, fresh).status == JobStatus.queued
 
@@ -80,17 +81,17 @@ def test_resends_lost_and_orphaned_jobs_only(env_with_redis, redis_url):
 def test_a_resent_orphan_is_resumed_by_the_claim(env_with_redis):
     env = env_with_redis
     job_id = env.add_job()
-    stale = pipeline.utcnow() - timedelta(seconds=env.settings.stale_heartbeat_s + 60)
+    stale = utcnow() - timedelta(seconds=env.settings.stale_heartbeat_s + 60)
     _set(env, job_id, status=JobStatus.evaluating, attempts=1, heartbeat_at=stale,
          enqueued_at=stale)
     assert reconcile(env.session_factory, env.settings) == [job_id]
-    assert pipeline.claim_job(env.session_factory, env.settings, job_id) == pipeline.Claim(attempt=2, resumed=True)
+    assert claim_job(env.session_factory, env.settings, job_id) == Claim(attempt=2, resumed=True)
 
 
 def test_failed_send_is_retried_on_the_next_pass(env_with_redis):
     env = env_with_redis
     job_id = env.add_job()
-    _set(env, job_id, enqueued_at=None, created_at=pipeline.utcnow() - timedelta(hours=1))
+    _set(env, job_id, enqueued_at=None, created_at=utcnow() - timedelta(hours=1))
 
     def broker_down(_job_id, _settings):
         raise ConnectionError("broker unreachable")

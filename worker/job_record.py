@@ -1,0 +1,89 @@
+"""The job's record: what it asks for, and writes about one claimed attempt, each fenced by the
+attempt number so that a worker that lost its claim cannot overwrite its successor's work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from store import storage
+from store.models import Document, Job, JobEvent, JobStatus, Lineage
+from store.settings import Settings
+from worker.outcomes import ClaimLost, JobFailed
+
+ACTIVE = (JobStatus.running, JobStatus.evaluating)
+
+
+@dataclass
+class JobInput:
+    lineage_id: int
+    lineage_name: str
+    base_model: str
+    method: str
+    hyperparameters: dict
+    probes: list[dict] | None
+    promotion: dict | None
+    documents: list[str]
+
+    def train_config(self):
+        """The trainer's options for this job; bad options fail the job as invalid input."""
+        from disc_engine.options import TrainConfig
+
+        try:
+            return TrainConfig.from_dict({**self.hyperparameters, "method": self.method})
+        except ValueError as exc:
+            raise JobFailed("invalid_input", str(exc)) from exc
+
+
+def read_job(session_factory: sessionmaker[Session], job_id: str) -> JobInput:
+    with session_factory() as session:
+        job = session.get(Job, job_id)
+        lineage = session.get(Lineage, job.lineage_id)
+        texts = list(session.scalars(select(Document.text).where(Document.batch_id == job.batch_id)
+                                     .order_by(Document.position)))
+        return JobInput(lineage_id=lineage.id, lineage_name=lineage.name, base_model=lineage.base_model,
+                        method=job.method, hyperparameters=dict(job.hyperparameters or {}),
+                        probes=job.probes, promotion=job.promotion, documents=texts)
+
+
+class JobRecord:
+    """Writes about one claimed attempt of a job, each fenced by the attempt number."""
+
+    def __init__(self, session_factory: sessionmaker[Session], job_id: str, attempt: int):
+        self.session_factory = session_factory
+        self.job_id = job_id
+        self.attempt = attempt
+
+    def _fenced(self):
+        return (Job.id == self.job_id) & (Job.attempts == self.attempt)
+
+    def update(self, *, require_active: bool = True, **values) -> None:
+        """Update the job's row; raise ClaimLost if another attempt owns it now."""
+        condition = self._fenced()
+        if require_active:
+            condition = condition & Job.status.in_(ACTIVE)
+        with self.session_factory() as session:
+            result = session.execute(update(Job).where(condition).values(**values))
+            session.commit()
+        if result.rowcount != 1:
+            raise ClaimLost(f"job {self.job_id} attempt {self.attempt} no longer owns the job")
+
+    def event(self, kind: str, message: str = "", data: dict | None = None) -> None:
+        # A bare INSERT, no read first: on SQLite a transaction that reads and then writes fails
+        # at once (no busy wait) when another connection committed in between.
+        with self.session_factory() as session:
+            session.add(JobEvent(job_id=self.job_id, kind=kind, message=message, data=data))
+            session.commit()
+
+    def cancel_requested(self) -> bool:
+        with self.session_factory() as session:
+            return bool(session.scalar(select(Job.cancel_requested).where(Job.id == self.job_id)))
+
+
+def remove_job_files(settings: Settings, job_id: str) -> None:
+    """Checkpoints and any unregistered artifact a dead attempt of this job left behind."""
+    storage.remove_tree(storage.checkpoint_dir(settings, job_id))
+    for leftover in storage.artifact_root(settings).glob(f"*/v*-{job_id}"):
+        storage.remove_tree(leftover)

@@ -1,0 +1,63 @@
+"""Training the new version into its artifact directory, resuming from the job's checkpoints."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from store import storage
+from store.settings import Settings
+from worker.cancel_watch import CancelWatch
+from worker.job_record import JobInput, JobRecord
+from worker.outcomes import JobCancelled
+from worker.parent import NextVersion
+from worker.progress import ProgressReporter
+
+
+@dataclass
+class TrainedVersion:
+    relpath: str        # the artifact's path under the artifact root, as registered
+    artifact_dir: str
+    sha256: str
+    result: Any         # disc_engine.trainer.TrainResult
+
+
+@contextmanager
+def discarded_on_failure(artifact_dir: str) -> Iterator[None]:
+    """An artifact nobody registered is removed, so no one trusts files nobody vouched for."""
+    try:
+        yield
+    except BaseException:
+        storage.remove_tree(artifact_dir)
+        raise
+
+
+def train_version(record: JobRecord, settings: Settings, job: JobInput, config, next_version: NextVersion,
+                  stop: CancelWatch, device: str) -> TrainedVersion:
+    from disc_engine.trainer import TrainingCancelled, train
+
+    relpath = storage.version_relpath(job.lineage_name, next_version.number, record.job_id)
+    out_dir = storage.artifact_root(settings) / relpath
+    # Left by an attempt that died between writing and registering: train again (from the
+    # checkpoints) rather than trust files nobody vouched for.
+    storage.remove_tree(out_dir)
+    checkpoints = storage.checkpoint_dir(settings, record.job_id)
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    reporter = ProgressReporter(record)
+    parent_dir = next_version.parent_dir
+    try:
+        result = train(job.documents, out_dir=str(out_dir), config=config, base_model=job.base_model,
+                       parent=str(parent_dir) if parent_dir is not None else None,
+                       progress=reporter,
+                       checkpoint_dir=str(checkpoints),
+                       should_stop=stop, device=device)
+    except TrainingCancelled as exc:
+        raise JobCancelled() from exc
+    with discarded_on_failure(result.artifact_dir):
+        sha256 = storage.directory_sha256(result.artifact_dir)
+        record.event("trained", f"{result.steps} steps; artifact {relpath}",
+                     {"steps": result.steps, "artifact_sha256": sha256,
+                      "documents_trained": result.report.documents_trained,
+                      "resumed_at_document": reporter.resumed_at})
+    return TrainedVersion(relpath=relpath, artifact_dir=result.artifact_dir, sha256=sha256, result=result)
