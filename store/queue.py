@@ -8,6 +8,8 @@ longest job (otherwise Redis redelivers a job that is still running).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from celery import Celery
 
 from store.settings import Settings, get_settings
@@ -16,11 +18,12 @@ RUN_UPDATE_JOB = "disc.run_update_job"
 UPDATES_QUEUE = "updates"
 
 
-def make_celery(settings: Settings | None = None) -> Celery:
+def make_celery(settings: Settings | None = None, *, include: Sequence[str] = ()) -> Celery:
+    """The app with the queue's configuration; ``include`` names task modules a worker imports at start."""
     settings = settings or get_settings()
     if settings.is_embedded_broker:
         settings.home.mkdir(parents=True, exist_ok=True)
-    app = Celery("disc", broker=settings.broker_url)
+    app = Celery("disc", broker=settings.broker_url, include=list(include))
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,  # bounded: the job's attempts counter caps redeliveries

@@ -1,6 +1,7 @@
 """The worker's Celery app: the shared queue configuration (``store.queue``) plus the task.
 
-``celery -A worker.celery_app worker -Q updates`` and ``disc worker`` both load this module.
+``celery -A worker.celery_app worker -Q updates`` and ``disc worker`` both load this module; the
+worker imports the task module (``include``) when it starts, so nothing here imports it back.
 """
 
 from __future__ import annotations
@@ -8,14 +9,9 @@ from __future__ import annotations
 from store.queue import enqueue_job, make_celery
 from store.settings import Settings, get_settings
 
-
-app = make_celery(get_settings())
+app = make_celery(get_settings(), include=["worker.tasks"])
 
 
 def send_job(job_id: str, settings: Settings) -> None:
     """Send a job id to the workers (used by the reconciler)."""
     enqueue_job(job_id, settings)
-
-
-# Registers run_update_job on ``app``; imported last because the task module imports ``app``.
-from worker import tasks  # noqa: E402,F401
