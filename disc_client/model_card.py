@@ -52,6 +52,7 @@ def render_model_card(version: VersionPublic, *, merged: bool = False) -> str:
         tags.append("merged")
     elif version.artifact_kind == "lora":
         tags += ["lora", "peft"]
+    tags = list(dict.fromkeys(tags))  # the method "disc" is also the product's tag
     library = "peft" if version.artifact_kind == "lora" and not merged else "transformers"
     scores = {name: value for name, value in sorted(version.scores.items())
               if value is None or value == value}  # NaN has no YAML spelling the hub reads
