@@ -20,7 +20,10 @@ def register(subparsers) -> None:
     parser.add_argument("--probes", type=Path, default=None, metavar="FILE",
                         help="multiple-choice probes: JSONL or a JSON array of {question, options, answer, document_id}")
     parser.add_argument("--lineage", default=None, help="lineage to update (default: the key's or the service's)")
-    parser.add_argument("--method", default=None, help="training method, e.g. disc, sft, sft_kl (default: disc)")
+    from disc_engine.objectives import DEFAULT_METHOD, OBJECTIVES  # torch-free: the one list of methods
+
+    parser.add_argument("--method", default=None, choices=tuple(OBJECTIVES),
+                        help=f"training objective (default: the service's, {DEFAULT_METHOD})")
     parser.add_argument("--set", dest="options", action="append", default=[], metavar="OPTION=VALUE",
                         help="a training option, e.g. --set epochs=2 --set learning_rate=1e-4 (VALUE is JSON "
                              "when it parses as JSON); the service checks names and ranges")
