@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 
 _COLORS = {"disc": "tab:blue", "sft": "tab:red", "sft_kl": "tab:orange"}
 _STYLES = {"lora": ("-", "o"), "full": ("--", "s")}
-_LABELS = {"lora": "LoRA", "full": "full", "disc": "DiSC", "sft": "FT", "sft_kl": "FT+KL"}
+_LABELS = {"lora": "LoRA", "full": "full", "disc": "DiSC", "disc_shuffled": "DiSC (shuffled)",
+           "disc_anyorder": "DiSC (any order)", "sft": "FT", "sft_kl": "FT+KL"}
 
 # (key, axis label, whether larger is better)
 _PANELS = [
@@ -42,7 +43,7 @@ def plot_figure(record: dict, path: Path) -> None:
                 xs = [100 * r["probe_accuracy_after"] for r in line]
                 ys = [scale * r[key] for r in line]
                 ax.plot(xs, ys, style, marker=marker, color=_COLORS[method],
-                        label=f"{_LABELS[method]} ({_LABELS[parameterization]})")
+                        label=f"{_LABELS.get(method, method)} ({_LABELS.get(parameterization, parameterization)})")
                 for x, y, r in zip(xs, ys, line):
                     ax.annotate(f"{r['learning_rate']:g}", (x, y), textcoords="offset points",
                                 xytext=(4, 4), fontsize=7, color=_COLORS[method])

@@ -14,7 +14,8 @@ END = "<!-- end of generated results -->"
 # The paper's capability-preserving selection allows each retention score to drop 5 points.
 TOLERANCE = 0.05
 
-_LABELS = {"lora": "LoRA", "full": "full", "disc": "DiSC", "sft": "FT", "sft_kl": "FT+KL"}
+_LABELS = {"lora": "LoRA", "full": "full", "disc": "DiSC", "disc_shuffled": "DiSC (shuffled)",
+           "disc_anyorder": "DiSC (any order)", "sft": "FT", "sft_kl": "FT+KL"}
 
 
 def _pct(value) -> str:
@@ -72,7 +73,7 @@ def results_markdown(record: dict) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in record["runs"]:
-        head = (f"| {_LABELS[run['parameterization']]} | {_LABELS[run['method']]} | "
+        head = (f"| {_LABELS.get(run['parameterization'], run['parameterization'])} | {_LABELS.get(run['method'], run['method'])} | "
                 f"{run['learning_rate']:g} |")
         if run["error"]:
             lines.append(f"{head} {_pct(run['probe_accuracy_before'])} | failed: {run['error']} "
@@ -100,7 +101,7 @@ def results_markdown(record: dict) -> str:
     for parameterization in parameterizations:
         for method in methods:
             chosen = preserving_choice(record, parameterization, method)
-            head = f"| {_LABELS[parameterization]} | {_LABELS[method]} |"
+            head = f"| {_LABELS.get(parameterization, parameterization)} | {_LABELS.get(method, method)} |"
             if chosen is None:
                 lines.append(f"{head} none kept capabilities | | | | |")
                 continue
