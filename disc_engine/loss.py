@@ -327,32 +327,19 @@ def _batched_logits(model, sequences: list[list[int]], spans: list[tuple[int, in
                   position_ids=columns.expand(len(sequences), width).to(model_device), use_cache=False)
     keep = keep.to(model_device)
     if _accepts_logits_to_keep(model):
-        return model(**inputs, logits_to_keep=keep).logits
+        # A boolean (batch, length) mask keeps exactly the needed positions, flattened row by row.
+        logits = model(**inputs, logits_to_keep=keep).logits
+        if logits.dim() != 2 or logits.shape[0] != int(keep.sum()):
+            raise RuntimeError(
+                f"{type(model).__name__} does not support a boolean logits_to_keep mask "
+                f"(got logits of shape {tuple(logits.shape)}); transformers >= 5 is required")
+        return logits
     return model(**inputs).logits[keep]
 
 
 def _student_suffix_logits(student, suffixes: list[list[int]], device: torch.device) -> torch.Tensor:
     """Student logits at positions 0 … L-2 of every suffix, suffix after suffix."""
-    lengths = torch.tensor([len(s) for s in suffixes])
-    width = int(lengths.max())
-    ids = torch.zeros((len(suffixes), width), dtype=torch.long)
-    for row, suffix in enumerate(suffixes):
-        ids[row, :len(suffix)] = torch.tensor(suffix)
-    columns = torch.arange(width).unsqueeze(0)
-    attention_mask = (columns < lengths.unsqueeze(1)).long()
-    keep = columns < (lengths - 1).unsqueeze(1)
-    inputs = dict(input_ids=ids.to(device), attention_mask=attention_mask.to(device),
-                  position_ids=columns.expand(len(suffixes), width).to(device), use_cache=False)
-    keep = keep.to(device)
-    if _accepts_logits_to_keep(student):
-        # A boolean (batch, length) mask keeps exactly the needed positions, flattened row by row.
-        logits = student(**inputs, logits_to_keep=keep).logits
-        if logits.dim() != 2 or logits.shape[0] != int(keep.sum()):
-            raise RuntimeError(
-                f"{type(student).__name__} does not support a boolean logits_to_keep mask "
-                f"(got logits of shape {tuple(logits.shape)}); transformers >= 5 is required")
-        return logits
-    return student(**inputs).logits[keep]
+    return _batched_logits(student, suffixes, [(0, len(s) - 1) for s in suffixes]).to(device)
 
 
 def _accepts_logits_to_keep(model) -> bool:

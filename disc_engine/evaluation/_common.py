@@ -93,6 +93,11 @@ def batch_logits(model, sequences: list[list[int]], pad_id: int) -> torch.Tensor
     return model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False).logits
 
 
+def log_probs_at(logits: torch.Tensor, spans: list[tuple[int, int]]) -> torch.Tensor:
+    """fp32 log-probabilities of row i at positions ``spans[i] = [a, b)``, rows concatenated."""
+    return torch.log_softmax(torch.cat([logits[row, a:b] for row, (a, b) in enumerate(spans)]).float(), dim=-1)
+
+
 def last_logit_only(model) -> dict:
     """Forward kwargs that skip the output projection for all but the last position, where the
     model supports it: a prompt read only to continue it needs no logits of its own."""

@@ -23,7 +23,7 @@ import torch
 from disc_engine.loss import per_position_kl
 from disc_engine.splitting import EmptyDocumentError, prepare_document
 
-from ._common import batch_logits, chat_prompt_ids, greedy_generate, pad_token_id
+from ._common import batch_logits, chat_prompt_ids, greedy_generate, log_probs_at, pad_token_id
 from .retention import load_chat_prompts
 
 DEFAULT_PROMPTS = 16
@@ -95,10 +95,9 @@ class EpochCheck:
 
     def _reply_log_probs(self, model, batch) -> torch.Tensor:
         sequences = [prompt + reply for prompt, reply in batch]
-        logits = batch_logits(model, sequences, self.pad_id)
         # The logit at position p predicts token p + 1.
-        picked = [logits[row, len(prompt) - 1:len(prompt) + len(reply) - 1] for row, (prompt, reply) in enumerate(batch)]
-        return torch.log_softmax(torch.cat(picked).float(), dim=-1)
+        spans = [(len(prompt) - 1, len(prompt) + len(reply) - 1) for prompt, reply in batch]
+        return log_probs_at(batch_logits(model, sequences, self.pad_id), spans)
 
     # --- knowledge ----------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ import torch
 
 from disc_engine.loss import per_position_kl
 
-from ._common import DiskCache, batch_logits, chat_prompt_ids, greedy_generate, load_json, pad_token_id
+from ._common import DiskCache, batch_logits, chat_prompt_ids, greedy_generate, load_json, log_probs_at, pad_token_id
 from .probes import probe_predictions, validate_probe
 
 DEFAULT_MAX_NEW_TOKENS = 48
@@ -88,17 +88,13 @@ def retention_kl(model, reference_model, tokenizer, *, prompts: Sequence[str] | 
         # The logit at position p predicts token p + 1: reply tokens are predicted from
         # positions len(prompt) - 1 … len(prompt) + len(reply) - 2.
         spans = [(len(prompt) - 1, len(prompt) + len(reply) - 1) for prompt, reply in chunk]
-        reference_log_probs = _log_probs_at(batch_logits(reference_model, sequences, pad_id), spans)
-        model_log_probs = _log_probs_at(batch_logits(model, sequences, pad_id), spans)
+        reference_log_probs = log_probs_at(batch_logits(reference_model, sequences, pad_id), spans)
+        model_log_probs = log_probs_at(batch_logits(model, sequences, pad_id), spans)
         model_log_probs = model_log_probs.to(reference_log_probs.device)
         per_position = per_position_kl(reference_log_probs, model_log_probs)
         total += per_position.sum().item()
         count += per_position.numel()
     return total / count
-
-
-def _log_probs_at(logits: torch.Tensor, spans: list[tuple[int, int]]) -> torch.Tensor:
-    return torch.log_softmax(torch.cat([logits[row, a:b] for row, (a, b) in enumerate(spans)]).float(), dim=-1)
 
 
 def base_correct_questions(base_model, tokenizer, *, questions: Sequence[dict] | None = None,
