@@ -232,8 +232,10 @@ def test_a_killed_worker_s_job_resumes_from_its_checkpoint(sqlite_env):
     import sys
 
     env = sqlite_env
+    # Progress reaches the record every PROGRESS_INTERVAL_S (2 s): the run must outlast that by far,
+    # or an idle machine finishes training before the test sees it and kills the worker.
     documents = [f"Kethia has {i} lakes. The largest lake is called Lake {i}. Its water is cold all year."
-                 for i in range(40)]
+                 for i in range(300)]
     job_id = env.add_job(documents, hyperparameters={"checkpoint_every": 4}, promotion={"policy": "always"})
     child_env = {**os.environ, "DISC_DATABASE_URL": env.settings.database_url,
                  "DISC_ARTIFACT_DIR": str(env.settings.artifact_dir), "DISC_BASE_MODEL": env.settings.base_model,
