@@ -145,6 +145,20 @@ MAX_PROBE_OPTION_CHARS = 500
 MAX_PROBE_OPTIONS = 10
 
 
+def storable_text(value: str, what: str) -> str:
+    """``value`` if a database can store it and UTF-8 can encode it; else a ValueError naming ``what``.
+
+    PostgreSQL refuses NUL in text and JSON, and a lone surrogate cannot be encoded at all.
+    """
+    if "\x00" in value:
+        raise ValueError(f"{what} must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} must not contain unpaired surrogate code points") from None
+    return value
+
+
 class ProbeSpec(BaseModel):
     """A multiple-choice question: a question, 2..10 distinct non-empty options, the right one's index."""
 
@@ -162,7 +176,7 @@ class ProbeSpec(BaseModel):
     def _question_not_blank(cls, question: str) -> str:
         if not question.strip():
             raise ValueError("probe question is empty or only whitespace")
-        return question
+        return storable_text(question, "probe question")
 
     @field_validator("options")
     @classmethod
@@ -170,6 +184,7 @@ class ProbeSpec(BaseModel):
         for i, option in enumerate(options):
             if not option.strip():
                 raise ValueError(f"option {i} is empty or only whitespace")
+            storable_text(option, f"option {i}")
         # Options that differ only in surrounding space or case score as the same reply.
         seen: dict[str, int] = {}
         for i, option in enumerate(options):

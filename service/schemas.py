@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from disc_engine.options import MethodName as Method
-from disc_engine.options import Number, ProbeSpec, TrainConfig, api_fields
+from disc_engine.options import Number, ProbeSpec, TrainConfig, api_fields, storable_text
 
 LineageName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
                                    description="Letters, digits, '.', '_' and '-'; at most 100 characters.")]
@@ -27,6 +27,21 @@ class _Request(BaseModel):
 
 # --- updates ----------------------------------------------------------------------------------
 
+def _check_strings(value: Any, what: str) -> None:
+    """Every key and string inside ``value`` must be storable (``storable_text``)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            storable_text(item, what)
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                storable_text(str(key), what)
+                pending.append(inner)
+        elif isinstance(item, list):
+            pending.extend(item)
+
+
 class DocumentIn(_Request):
     text: str = Field(description="The new knowledge, as plain text. Must not be empty or only whitespace.")
     id: str | None = Field(None, max_length=200, description="Your identifier for the document.")
@@ -37,7 +52,12 @@ class DocumentIn(_Request):
     def _not_blank(cls, text: str) -> str:
         if not text.strip():
             raise ValueError("document text is empty or only whitespace")
-        return text
+        return storable_text(text, "document text")
+
+    @field_validator("id")
+    @classmethod
+    def _storable_id(cls, value: str | None) -> str | None:
+        return None if value is None else storable_text(value, "document id")
 
     @field_validator("metadata")
     @classmethod
@@ -46,6 +66,7 @@ class DocumentIn(_Request):
             json.dumps(metadata, allow_nan=False)
         except ValueError as exc:
             raise ValueError("metadata must not contain NaN or Infinity") from exc
+        _check_strings(metadata, "metadata")
         return metadata
 
 

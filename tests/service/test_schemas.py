@@ -61,3 +61,19 @@ def test_the_api_does_not_import_torch_or_the_worker():
             "bad = [m for m in ('torch', 'transformers', 'peft', 'worker', 'disc_engine.trainer') "
             "if m in sys.modules]; assert not bad, bad; assert 'disc_engine.options' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("document, field", [
+    ({"text": "a\x00b"}, "text"), ({"text": "lone \ud800 half"}, "text"), ({"text": "ok", "id": "x\x00"}, "id"),
+    ({"text": "ok", "metadata": {"k": ["\x00"]}}, "metadata"), ({"text": "ok", "metadata": {"\udc00": 1}}, "metadata"),
+])
+def test_text_a_database_cannot_store_is_refused_naming_its_field(document, field):
+    with pytest.raises(ValidationError) as caught:
+        UpdateCreate.model_validate({"documents": [document]})
+    assert caught.value.errors()[0]["loc"] == ("documents", 0, field)
+
+
+def test_nul_in_a_probe_is_refused():
+    with pytest.raises(ValidationError, match="NUL"):
+        UpdateCreate.model_validate({"documents": [{"text": "A. B."}], "probes": [
+            {"question": "Q\x00?", "options": ["a", "b"], "answer": 0}]})
