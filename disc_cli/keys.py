@@ -44,9 +44,13 @@ def run_create(args) -> int:
     from store import repo
     from store.db import session_scope
 
-    with session_scope() as session:
-        key, token = repo.create_api_key(session, name=args.name, scopes=args.scopes, lineage=args.lineage)
-        key_id = key.id
+    try:
+        with session_scope() as session:
+            key, token = repo.create_api_key(session, name=args.name, scopes=args.scopes, lineage=args.lineage)
+            key_id = key.id
+    except ValueError as exc:
+        print(f"disc keys create: {exc}", file=sys.stderr)
+        return 2
     print(token)
     print(f"created key {key_id} ({args.name}); store it now, it cannot be shown again", file=sys.stderr)
     return 0

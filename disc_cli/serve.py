@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 
 
@@ -35,5 +36,7 @@ def run(args) -> int:
         print(f"disc serve: cannot reach the database: {exc}", file=sys.stderr)
         return 2
     uvicorn.run("service.app:create_app", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level=args.log_level, proxy_headers=True)
+                workers=args.workers, log_level=args.log_level, proxy_headers=True,
+                # SIGTERM: requests in flight get this long, then slow clients are cut off.
+                timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_timeout_s)))
     return 0

@@ -33,7 +33,15 @@ def _finite_number(value: Any) -> float:
     return float(value)
 
 
+def _whole_number(value: Any) -> Any:
+    # NaN and Infinity are numbers a lax reader might call "not an integer"; say what is wrong.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
 Number = Annotated[float, BeforeValidator(_finite_number)]
+Integer = Annotated[StrictInt, BeforeValidator(_whole_number)]
 # Seeds go to torch.manual_seed, which takes a signed 64-bit integer.
 MAX_SEED = 2**63 - 1
 
@@ -53,9 +61,9 @@ class TrainConfig(BaseModel):
         f"'{o.name}': {o.description}" for o in OBJECTIVES.values()) + ".")
     learning_rate: Number = Field(DEFAULT_LEARNING_RATE, gt=0, le=1,
                                   description="Constant AdamW learning rate, in (0, 1].")
-    epochs: StrictInt = Field(1, ge=1, le=20,
+    epochs: Integer = Field(1, ge=1, le=20,
                               description="Passes over the documents (1..20), each in a freshly shuffled (seeded) order.")
-    num_splits: Annotated[StrictInt, Field(ge=1, le=64)] | Literal["all"] = Field(
+    num_splits: Annotated[Integer, Field(ge=1, le=64)] | Literal["all"] = Field(
         5, description="DiSC split points per document (k, 1..64): k-1 random sentences plus the last; "
                        "\"all\" uses every sentence after the first.")
     temperature: Number = Field(2.0, gt=0, le=10,
@@ -63,12 +71,12 @@ class TrainConfig(BaseModel):
     beta: Number = Field(0.1, ge=0, le=10, description="Weight of the KL term for 'sft_kl', in [0, 10].")
     full_finetune: StrictBool = Field(
         False, description="Train every weight instead of a LoRA adapter (the teacher is then a frozen copy).")
-    lora_r: StrictInt = Field(16, ge=1, le=256,
+    lora_r: Integer = Field(16, ge=1, le=256,
                               description="LoRA rank of a new adapter, 1..256 (a chained version keeps its parent's).")
     lora_alpha: Number = Field(32, gt=0, le=4096, description="LoRA scaling alpha of a new adapter.")
     lora_dropout: Number = Field(0.0, ge=0, lt=1,
                                  description="Dropout on the LoRA path of a new adapter, in [0, 1).")
-    seed: StrictInt = Field(0, ge=0, le=MAX_SEED,
+    seed: Integer = Field(0, ge=0, le=MAX_SEED,
                             description="Seed for adapter initialisation, document order and split points.")
     retention_budget_kl: Number | None = Field(
         None, ge=0, le=100,
@@ -76,9 +84,9 @@ class TrainConfig(BaseModel):
                     "the parent's own chat replies after each epoch, stop when it exceeds this bound or the "
                     "documents' closed-book gap stops closing, and keep the best epoch within it (the parent "
                     "itself if none fits). null: train every epoch and keep the last.")
-    checkpoint_every: StrictInt = Field(10, ge=1,
+    checkpoint_every: Integer = Field(10, ge=1,
                                         description="Documents between resumable checkpoints (when a checkpoint directory is given).")
-    max_context: StrictInt | None = Field(
+    max_context: Integer | None = Field(
         None, ge=2, description="Longest input in tokens; longer documents are truncated or windowed. "
                                 "Default: the model's max_position_embeddings.")
 
@@ -167,7 +175,7 @@ class ProbeSpec(BaseModel):
     question: str = Field(min_length=1, max_length=MAX_PROBE_QUESTION_CHARS)
     options: list[Annotated[str, Field(min_length=1, max_length=MAX_PROBE_OPTION_CHARS)]] = Field(
         min_length=2, max_length=MAX_PROBE_OPTIONS)
-    answer: StrictInt = Field(ge=0, description="Index into options of the correct one.")
+    answer: Integer = Field(ge=0, description="Index into options of the correct one.")
     document_id: str | None = Field(None, max_length=200,
                                     description="id of the batch's document this probe tests.")
 

@@ -115,6 +115,10 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
                 f"parent {parent} is a {parent_kind} artifact but this run uses {wanted}; "
                 "a lineage keeps one parameterization")
         base_model = base_model or parent_meta["base_model"]
+        if parent_kind == "lora":
+            # A chained version continues its parent's adapter: its shape is the parent's,
+            # whatever was asked, and the record says what was applied.
+            config = TrainConfig.model_validate({**config.to_dict(), **_adapter_shape(parent_meta)})
     base_model = base_model or DEFAULT_MODEL
     base_checksum = model_checksum(base_model)
     if parent_meta is not None and parent_meta.get("base_model_checksum") not in (None, base_checksum):
@@ -269,6 +273,13 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
 
 
 # --- setup ---------------------------------------------------------------------------------------
+
+def _adapter_shape(parent_meta: dict) -> dict:
+    """The LoRA options a chained version inherits, from its parent's recorded adapter config."""
+    lora = parent_meta.get("lora") or {}
+    shape = {"lora_r": lora.get("r"), "lora_alpha": lora.get("lora_alpha"), "lora_dropout": lora.get("lora_dropout")}
+    return {name: value for name, value in shape.items() if value is not None}
+
 
 def _build_models(config: TrainConfig, base_model: str, parent: str | None, device: str,
                   on_cuda: bool):

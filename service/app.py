@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from service.api.routes import health, jobs, models, ui, updates
 from service.errors import install_error_handlers
-from service.middleware import BodyLimitMiddleware
+from service.middleware import AuthGateMiddleware, BodyLimitMiddleware
 from store.db import get_engine, session_factory
 from store.settings import Settings, get_settings
 
@@ -47,12 +47,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="DiSC knowledge-update service",
         version="0.1.0",
         description=API_DESCRIPTION,
+        **({} if settings.api_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}),
     )
     app.state.settings = settings
     app.state.engine = get_engine(settings)
     app.state.session_factory = session_factory(settings)
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
-    for router in (updates.router, jobs.router, models.router, health.router, ui.router):
+    routers = (updates.router, jobs.router, models.router, health.router, ui.router)
+    for router in routers:
         app.include_router(router)
+    # Added last = runs first: the key is checked before the body is read.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes,
+                       max_json_values=settings.max_json_values, max_json_depth=settings.max_json_depth,
+                       read_timeout_s=settings.body_read_timeout_s)
+    app.add_middleware(AuthGateMiddleware, routes=[r for router in routers for r in router.routes], settings=settings,
+                       session_factory=app.state.session_factory)
     return app

@@ -9,6 +9,7 @@ after training had begun.
 from __future__ import annotations
 
 import json
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -16,9 +17,18 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from disc_engine.options import MethodName as Method
 from disc_engine.options import Number, ProbeSpec, TrainConfig, api_fields, storable_text
+from store import repo
 
-LineageName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
-                                   description="Letters, digits, '.', '_' and '-'; at most 100 characters.")]
+LineageName = Annotated[str, Field(pattern=repo.LINEAGE_NAME_PATTERN, description=repo.LINEAGE_NAME_RULE.capitalize() + ".")]
+
+
+# Letters, digits, punctuation, symbols and marks are visible; separators, controls, format
+# characters (zero-width space, joiners, direction marks), unassigned and private-use are not.
+_INVISIBLE_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Cs", "Co", "Cn"})
+
+
+def has_visible_text(text: str) -> bool:
+    return any(unicodedata.category(ch) not in _INVISIBLE_CATEGORIES for ch in text)
 
 
 class _Request(BaseModel):
@@ -52,7 +62,11 @@ class DocumentIn(_Request):
     def _not_blank(cls, text: str) -> str:
         if not text.strip():
             raise ValueError("document text is empty or only whitespace")
-        return storable_text(text, "document text")
+        storable_text(text, "document text")
+        if not has_visible_text(text):
+            raise ValueError("document text has no visible characters (only spaces, controls or "
+                             "zero-width/format characters)")
+        return text
 
     @field_validator("id")
     @classmethod
@@ -98,13 +112,11 @@ class UpdateCreate(_Request):
     probes: list[ProbeIn] | None = None
     promotion: PromotionIn | None = None
 
-    @model_validator(mode="after")
-    def _probes_name_known_documents(self) -> "UpdateCreate":
+    def unknown_probe_documents(self) -> list[tuple[int, str]]:
+        """(index, document_id) of every probe naming no document of this batch."""
         known = {d.id for d in self.documents if d.id is not None}
-        for i, probe in enumerate(self.probes or []):
-            if probe.document_id is not None and probe.document_id not in known:
-                raise ValueError(f"probes[{i}].document_id {probe.document_id!r} names no document of this batch")
-        return self
+        return [(i, p.document_id) for i, p in enumerate(self.probes or [])
+                if p.document_id is not None and p.document_id not in known]
 
 
 # --- jobs -------------------------------------------------------------------------------------

@@ -48,6 +48,42 @@ def check_limits(body: UpdateCreate, settings: Settings) -> None:
                        f"{settings.max_probes_per_batch}", "probes")
 
 
+def check_promotion_authority(body: UpdateCreate, settings: Settings, principal: Principal) -> None:
+    """A promotion looser than the server's (policy ``always``, wider bounds) overrides the
+    operator's gate, so it needs ``models:promote``; a tighter one is any writer's choice."""
+    promotion = body.promotion
+    if promotion is None or "models:promote" in principal.scopes:
+        return
+    looser = []
+    if promotion.policy == "always":
+        looser.append(("promotion.policy", "policy 'always'"))
+    for field, server, wider in (
+            ("max_retention_kl_vs_parent", settings.promote_max_retention_kl_vs_parent, lambda v, s: v > s),
+            ("max_retention_kl_vs_base", settings.promote_max_retention_kl_vs_base, lambda v, s: v > s),
+            ("min_format_compliance", settings.promote_min_format_compliance, lambda v, s: v < s)):
+        value = getattr(promotion, field)
+        if value is not None and wider(value, server):
+            looser.append((f"promotion.{field}", f"{field} {value} (the server's is {server})"))
+    if looser:
+        raise ApiError(403, "forbidden", f"a promotion looser than the server's ({', '.join(w for _, w in looser)}) "
+                       "needs the scope 'models:promote'", looser[0][0])
+
+
+ADAPTER_SHAPE_OPTIONS = ("lora_r", "lora_alpha", "lora_dropout")
+
+
+def check_adapter_shape(session: Session, body: UpdateCreate, lineage_name: str) -> None:
+    """A lineage with a ``latest`` version chains onto its adapter, whose shape is fixed: asking
+    for another shape would be accepted and not honoured, so it is refused (422)."""
+    if body.hyperparameters is None:
+        return
+    asked = [name for name in ADAPTER_SHAPE_OPTIONS if getattr(body.hyperparameters, name) is not None]
+    if asked and repo.latest_version(session, lineage_name) is not None:
+        raise ApiError(422, "validation_error", f"lineage {lineage_name!r} already has a version; a new version "
+                       f"continues its adapter, so {', '.join(asked)} cannot be chosen (leave them out)",
+                       f"hyperparameters.{asked[0]}")
+
+
 def _replay(session: Session, scoped_key: str, body_hash: str) -> Submitted | None:
     found = repo.find_idempotent_job(session, scoped_key)
     if found is None:
@@ -64,8 +100,15 @@ def submit_update(session: Session, settings: Settings, principal: Principal, bo
     lineage_name = body.lineage or principal.default_lineage(settings)
     principal.check_lineage(lineage_name)
     check_limits(body, settings)
+    for index, document_id in body.unknown_probe_documents():
+        raise ApiError(422, "validation_error", f"probes[{index}].document_id {document_id!r} names no document "
+                       "of this batch", f"probes[{index}].document_id")
+    check_promotion_authority(body, settings, principal)
+    check_adapter_shape(session, body, lineage_name)
     payload = body.model_dump(mode="json", exclude_unset=True)
-    body_hash = repo.request_hash(payload)
+    # The hash is over the request as validated, defaults filled in: a body that spells out a
+    # default ("method": "disc", the key's own lineage) is the same request as one leaving it out.
+    body_hash = repo.request_hash({**body.model_dump(mode="json"), "lineage": lineage_name})
     scoped_key = principal.idempotency_scope(idempotency_key) if idempotency_key else None
     if scoped_key and (replayed := _replay(session, scoped_key, body_hash)):
         return replayed

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -148,6 +149,19 @@ class Page:
     next_cursor: str | None
 
 
+# The one rule for lineage names, shared by the API's schemas and the key commands.
+LINEAGE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+LINEAGE_NAME = re.compile(LINEAGE_NAME_PATTERN)
+LINEAGE_NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit; at most 100 characters"
+
+_ROW_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def is_row_id(value: str) -> bool:
+    """Whether ``value`` has the shape of a job, batch or document id (``new_id``)."""
+    return bool(_ROW_ID.fullmatch(value))
+
+
 def _encode_cursor(created_at: datetime, row_id: str) -> str:
     raw = json.dumps([created_at.isoformat(), row_id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -157,7 +171,9 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, row_id = json.loads(raw)
-        return datetime.fromisoformat(created_at), str(row_id)
+        if not isinstance(row_id, str) or not _ROW_ID.fullmatch(row_id):
+            raise ValueError("not a row id")  # e.g. NUL, which PostgreSQL would refuse in a query
+        return datetime.fromisoformat(created_at), row_id
     except (ValueError, TypeError) as exc:
         raise InvalidCursor(f"cursor {cursor!r} is not one this API returned") from exc
 
@@ -314,17 +330,9 @@ def move_alias(session: Session, lineage: Lineage | str, version: ModelVersion, 
         raise ValueError(f"version {version.number} does not belong to lineage {found.name!r}")
     if version.state == VersionState.rejected:
         raise VersionRejected(f"version {version.number} of {found.name!r} was rejected and cannot be promoted")
-    alias = session.scalar(select(Alias).where(Alias.lineage_id == found.id, Alias.name == alias_name)
-                           .with_for_update())
-    if alias is not None and alias.version_id == version.id:
-        return None
-    previous = alias.version_id if alias is not None else None
+    alias, previous = _locked_alias(session, found, alias_name, version)
     if alias is None:
-        alias = Alias(lineage_id=found.id, name=alias_name, version_id=version.id, updated_at=utcnow())
-        session.add(alias)
-    else:
-        alias.version_id = version.id
-        alias.updated_at = utcnow()
+        return None
     session.flush()
     version.state = VersionState.promoted
     entry = AliasHistory(alias_id=alias.id, from_version_id=previous, to_version_id=version.id, reason=reason,
@@ -333,6 +341,33 @@ def move_alias(session: Session, lineage: Lineage | str, version: ModelVersion, 
     session.flush()
     session.expire(alias, ["version"])
     return entry
+
+
+def _locked_alias(session: Session, lineage: Lineage, alias_name: str,
+                  version: ModelVersion) -> tuple[Alias | None, int | None]:
+    """The alias row, locked and pointed at ``version``, and the version id it named before;
+    (None, id) when it already named ``version``.
+
+    A row lock cannot serialize two *first* promotions (there is no row yet), so the first
+    insert runs in a savepoint: the loser of the race sees the unique constraint, rolls back
+    to the savepoint and takes the winner's row, locked, like any later move.
+    """
+    query = select(Alias).where(Alias.lineage_id == lineage.id, Alias.name == alias_name).with_for_update()
+    alias = session.scalar(query)
+    if alias is None:
+        try:
+            with session.begin_nested():
+                alias = Alias(lineage_id=lineage.id, name=alias_name, version_id=version.id, updated_at=utcnow())
+                session.add(alias)
+            return alias, None
+        except IntegrityError:
+            alias = session.scalar(query.execution_options(populate_existing=True))
+    if alias.version_id == version.id:
+        return None, alias.version_id
+    previous = alias.version_id
+    alias.version_id = version.id
+    alias.updated_at = utcnow()
+    return alias, previous
 
 
 def alias_history(session: Session, lineage: Lineage | str, alias_name: str = LATEST) -> list[AliasHistory]:
@@ -373,6 +408,10 @@ def create_api_key(session: Session, *, name: str, scopes: Iterable[str],
         raise ValueError(f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(SCOPES)}")
     if not scopes:
         raise ValueError("a key needs at least one scope")
+    if not name or len(name) > 100 or not name.isprintable():
+        raise ValueError(f"key name must be 1..100 printable characters; got {len(name)} characters")
+    if lineage is not None and not LINEAGE_NAME.fullmatch(lineage):
+        raise ValueError(f"lineage {lineage!r} is not a lineage name: {LINEAGE_NAME_RULE}")
     token = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(name=name, prefix=token[:12], key_hash=hash_api_key(token), scopes=scopes, lineage=lineage)
     session.add(key)

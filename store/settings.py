@@ -60,12 +60,22 @@ class Settings(BaseSettings):
     allow_unauthenticated_production: bool = Field(
         False, description="Let production start with auth_disabled; without it the API refuses to start.")
 
+    api_docs: bool = Field(True, description="Serve the interactive docs and the OpenAPI document (/docs, /redoc, "
+                                             "/openapi.json) without a key; false closes them (404).")
+
     # Input limits
     max_documents_per_batch: int = Field(1000, ge=1)
     max_document_chars: int = Field(200_000, ge=1)
     max_batch_chars: int = Field(5_000_000, ge=1)
     max_request_bytes: int = Field(10_000_000, ge=1)
     max_probes_per_batch: int = Field(1000, ge=0)
+    max_json_values: int = Field(100_000, ge=1, description="Most values (objects, arrays, scalars) a request "
+                                                            "body may hold; checked on the raw bytes before parsing.")
+    max_json_depth: int = Field(64, ge=2, description="Deepest nesting of a request body, checked before parsing.")
+    body_read_timeout_s: float = Field(30.0, gt=0, description="A request body not fully received within this "
+                                                               "long is refused (408) and its memory released.")
+    shutdown_timeout_s: float = Field(20.0, gt=0, description="On SIGTERM, requests in flight get this long "
+                                                              "to finish before connections are closed.")
 
     # Worker and delivery
     visibility_timeout_s: int = Field(6 * 3600, ge=60, description="Redis redelivery timeout: above the longest job.")

@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                 scores = _check(model)
                 correct, margins = probe_items(model, tokenizer, probes)
                 cloze_correct, cloze_margins = cloze_items(model, tokenizer, clozes)
-                row = {"method": _method, "lr": _lr, "epoch": len(_rows), "n_probes": len(correct),
+                row = {"method": _method, "lr": _lr, "num_splits": num_splits, "epoch": len(_rows),
+                       "n_probes": len(correct),
                        "accuracy": sum(correct) / len(correct), "accuracy_ci": bootstrap_interval(correct),
                        "margin": sum(margins) / len(margins), "margin_ci": bootstrap_interval(margins),
                        "retention_kl_vs_parent": scores["retention_kl_vs_parent"],

@@ -36,6 +36,10 @@ def get_principal(session: SessionDep, settings: SettingsDep,
                   credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
                   request: Request) -> Principal:
     # ``credentials`` only declares the scheme in OpenAPI; the raw header gives exact 401 messages.
+    # A request with a body was authenticated by the gate (service.middleware) before it was read.
+    gated = getattr(request.state, "principal", None)
+    if gated is not None:
+        return gated
     return authenticate(session, settings, request.headers.get("authorization"))
 
 
@@ -48,6 +52,7 @@ def _scoped(scope: str):
         return principal
 
     require.__name__ = f"require_{scope.replace(':', '_')}"
+    require.required_scope = scope  # read by the auth gate, which checks it before the body is read
     return Annotated[Principal, Depends(require)]
 
 

@@ -18,7 +18,8 @@ JobId = Annotated[str, Path(max_length=64)]
 
 
 def _visible_job(session, principal: Principal, job_id: str) -> Job:
-    job = repo.get_job(session, job_id)
+    # Ids are 32 hex digits; anything else (NUL included, which PostgreSQL refuses) names no job.
+    job = repo.get_job(session, job_id) if repo.is_row_id(job_id) else None
     if job is None or not principal.can_see(job):
         raise not_found(f"job {job_id!r}", "job_id")
     return job
