@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from service.auth import Principal
 from service.errors import ApiError
-from service.schemas import UpdateCreate
+from service.schemas import PromotionIn, UpdateCreate
 from store import queue, repo
 from store.models import Job
 from store.settings import Settings
@@ -84,6 +84,16 @@ def check_adapter_shape(session: Session, body: UpdateCreate, lineage_name: str)
                        f"hyperparameters.{asked[0]}")
 
 
+def canonical_request(body: UpdateCreate, lineage_name: str) -> dict:
+    """The request as it will be carried out: defaults filled in, nulls (= the default) and
+    option objects that change nothing left out, the lineage resolved."""
+    canonical = body.model_dump(mode="json", exclude_none=True)
+    for name, no_change in (("hyperparameters", {}), ("promotion", PromotionIn().model_dump(exclude_none=True))):
+        if canonical.get(name) == no_change:
+            canonical.pop(name)
+    return {**canonical, "lineage": lineage_name}
+
+
 def _replay(session: Session, scoped_key: str, body_hash: str) -> Submitted | None:
     found = repo.find_idempotent_job(session, scoped_key)
     if found is None:
@@ -108,7 +118,7 @@ def submit_update(session: Session, settings: Settings, principal: Principal, bo
     payload = body.model_dump(mode="json", exclude_unset=True)
     # The hash is over the request as validated, defaults filled in: a body that spells out a
     # default ("method": "disc", the key's own lineage) is the same request as one leaving it out.
-    body_hash = repo.request_hash({**body.model_dump(mode="json"), "lineage": lineage_name})
+    body_hash = repo.request_hash(canonical_request(body, lineage_name))
     scoped_key = principal.idempotency_scope(idempotency_key) if idempotency_key else None
     if scoped_key and (replayed := _replay(session, scoped_key, body_hash)):
         return replayed

@@ -116,10 +116,15 @@ def test_chained_version_starts_at_the_parent_and_distills_from_it(tiny_model, t
     assert not torch.allclose(_logits(child_model, ids), expected, atol=1e-5)
 
     # FT+KL from the parent: the KL to the parent is zero at the first step.
+    # An adapter shape asked of a chained run is not applied (the parent's adapter continues),
+    # so the record states the parent's shape, not the request.
     child_kl = train(DOCS[2:3], out_dir=str(tmp_path / "v2-kl"), parent=parent,
-                     config=TrainConfig(method="sft_kl", beta=5.0, **FAST))
+                     config=TrainConfig(method="sft_kl", beta=5.0, lora_r=4, lora_alpha=8, lora_dropout=0.3, **FAST))
     tokens = [token for sentence in doc.sentence_ids for token in sentence]
     assert child_kl.losses[0] == pytest.approx(sft_loss(parent_model, tokens).item(), rel=1e-4)
+    recorded, applied = read_meta(child_kl.artifact_dir)["config"], read_meta(child_kl.artifact_dir)["lora"]
+    assert (recorded["lora_r"], recorded["lora_alpha"], recorded["lora_dropout"]) == (16, 32, 0.0)
+    assert (applied["r"], applied["lora_alpha"], applied["lora_dropout"]) == (16, 32, 0.0)
 
 
 def test_a_killed_run_resumes_to_the_same_losses_and_weights(tiny_model, tmp_path):
