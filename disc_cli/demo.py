@@ -183,6 +183,7 @@ def run(args) -> int:
             print(f"\nthe job ended {job['status']}: {error.get('code')}: {error.get('message')}", file=sys.stderr)
             print(f"worker log ({home / 'worker.log'}):\n{children[0].tail()}", file=sys.stderr)
             return 1
+        print_trajectory(client.get(f"/jobs/{job['id']}/events").json()["data"])
         print_summary(job["result_version"], home, base_url)
         return 0
     except KeyboardInterrupt:
@@ -228,6 +229,21 @@ def follow(client, job_id: str, children: list[Child], timeout_s: float, tqdm) -
             time.sleep(1.0)
     finally:
         bar.close()
+
+
+def print_trajectory(events: list[dict]) -> None:
+    """The retention-budgeted epochs, as the worker recorded them (``epoch`` events)."""
+    epochs = [e["data"] for e in events if e["kind"] == "epoch" and e.get("data")]
+    if not epochs:
+        return
+    print("\nepoch by epoch (0 = the model before the update):")
+    print(f"  {'epoch':>5}  {'KL to parent':>12}  {'gap closed':>10}  verdict")
+    for point in epochs:
+        verdict = "kept" if point["kept"] else ("over budget" if not point["within_budget"] else "no gain")
+        print(f"  {point['epoch']:>5}  {point['retention_kl_vs_parent']:>12.4f}  {point['knowledge']:>10.2f}  {verdict}")
+    chosen = next((e for e in reversed(events) if e["kind"] == "epoch_selected"), None)
+    if chosen:
+        print(f"  {chosen['message']}")
 
 
 def print_summary(version: dict, home: Path, base_url: str) -> None:

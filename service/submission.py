@@ -73,12 +73,14 @@ ADAPTER_SHAPE_OPTIONS = ("lora_r", "lora_alpha", "lora_dropout")
 
 
 def check_adapter_shape(session: Session, body: UpdateCreate, lineage_name: str) -> None:
-    """A lineage with a ``latest`` version chains onto its adapter, whose shape is fixed: asking
-    for another shape would be accepted and not honoured, so it is refused (422)."""
+    """A lineage with a usable version chains onto its adapter, whose shape is fixed: asking
+    for another shape would be accepted and not honoured, so it is refused (422). (A job
+    queued behind the lineage's first one chains too; the engine then records the shape it
+    applied, never the one asked.)"""
     if body.hyperparameters is None:
         return
     asked = [name for name in ADAPTER_SHAPE_OPTIONS if getattr(body.hyperparameters, name) is not None]
-    if asked and repo.latest_version(session, lineage_name) is not None:
+    if asked and repo.newest_usable_version(session, lineage_name) is not None:
         raise ApiError(422, "validation_error", f"lineage {lineage_name!r} already has a version; a new version "
                        f"continues its adapter, so {', '.join(asked)} cannot be chosen (leave them out)",
                        f"hyperparameters.{asked[0]}")

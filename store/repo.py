@@ -309,6 +309,16 @@ def get_alias(session: Session, lineage: Lineage | str, name: str = LATEST) -> A
     return session.scalar(select(Alias).where(Alias.lineage_id == found.id, Alias.name == name))
 
 
+def newest_usable_version(session: Session, lineage: Lineage | str) -> ModelVersion | None:
+    """The lineage's newest version that is not rejected: the parent (and teacher) of its next one."""
+    found = _lineage_of(session, lineage)
+    if found is None:
+        return None
+    return session.scalar(select(ModelVersion)
+                          .where(ModelVersion.lineage_id == found.id, ModelVersion.state != VersionState.rejected)
+                          .order_by(ModelVersion.number.desc()).limit(1))
+
+
 def latest_version(session: Session, lineage: Lineage | str) -> ModelVersion | None:
     """The version the lineage's ``latest`` alias points at, or None before the first promotion."""
     alias = get_alias(session, lineage, LATEST)

@@ -11,6 +11,13 @@ import uuid
 
 import pytest
 
+# The tiny model is random: the product's update defaults (several epochs under a retention
+# budget; disc_engine/options.py) would only slow the service and worker tests down, so their
+# processes run one plain epoch. The defaults themselves run in tests/engine/test_budget.py and,
+# on the real model, in tests/e2e/test_update_flow.py::test_update_on_the_default_model.
+TEST_UPDATE_DEFAULTS = '{"epochs": 1, "retention_budget_kl": null}'
+os.environ.setdefault("DISC_UPDATE_DEFAULTS", TEST_UPDATE_DEFAULTS)
+
 POSTGRES_ADMIN_URL = os.environ.get("DISC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_TEST_URL = os.environ.get("DISC_TEST_REDIS", "redis://127.0.0.1:6379")
 

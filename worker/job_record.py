@@ -27,12 +27,13 @@ class JobInput:
     promotion: dict | None
     documents: list[str]
 
-    def train_config(self):
-        """The trainer's options for this job; bad options fail the job as invalid input."""
+    def train_config(self, defaults: dict | None = None):
+        """The trainer's options for this job: the request's, over the operator's ``defaults``
+        (``DISC_UPDATE_DEFAULTS``), over the engine's; bad options fail the job as invalid input."""
         from disc_engine.options import TrainConfig
 
         try:
-            return TrainConfig.from_dict({**self.hyperparameters, "method": self.method})
+            return TrainConfig.from_dict({**(defaults or {}), **self.hyperparameters, "method": self.method})
         except ValueError as exc:
             raise JobFailed("invalid_input", str(exc)) from exc
 

@@ -25,9 +25,7 @@ class NextVersion:
 
 def current_version(session: Session, lineage_id: int) -> ModelVersion | None:
     """The lineage's newest usable version: the parent (and teacher) of the next one."""
-    return session.scalar(select(ModelVersion)
-                          .where(ModelVersion.lineage_id == lineage_id, ModelVersion.state != VersionState.rejected)
-                          .order_by(ModelVersion.number.desc()).limit(1))
+    return repo.newest_usable_version(session, session.get(Lineage, lineage_id))
 
 
 def choose_parent(session: Session, session_factory: sessionmaker[Session], settings: Settings,

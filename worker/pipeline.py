@@ -85,7 +85,7 @@ def run_claimed(record: JobRecord, session_factory: sessionmaker[Session], setti
     stop = CancelWatch(record)
     stop.check()
     job = read_job(session_factory, record.job_id)
-    config = job.train_config()
+    config = job.train_config(settings.update_defaults)
     check_policy(job.promotion)
     device = device or default_device()
 

@@ -54,6 +54,7 @@ def train_version(record: JobRecord, settings: Settings, job: JobInput, config, 
                        should_stop=stop, device=device)
     except TrainingCancelled as exc:
         raise JobCancelled() from exc
+    record_epoch_selection(record, result.metrics.get("epoch_selection"))
     with discarded_on_failure(result.artifact_dir):
         sha256 = storage.directory_sha256(result.artifact_dir)
         record.event("trained", f"{result.steps} steps; artifact {relpath}",
@@ -61,3 +62,18 @@ def train_version(record: JobRecord, settings: Settings, job: JobInput, config, 
                       "documents_trained": result.report.documents_trained,
                       "resumed_at_document": reporter.resumed_at})
     return TrainedVersion(relpath=relpath, artifact_dir=result.artifact_dir, sha256=sha256, result=result)
+
+
+def record_epoch_selection(record: JobRecord, selection: dict | None) -> None:
+    """One ``epoch`` event per checked epoch (0: the parent) and the choice, for the API and the demo."""
+    if not selection:
+        return
+    for point in selection["trajectory"]:
+        verdict = "kept as best so far" if point["kept"] else (
+            "over the retention budget" if not point["within_budget"] else "no knowledge gain")
+        record.event("epoch", f"epoch {point['epoch']}: KL to parent {point['retention_kl_vs_parent']:.4f}, "
+                              f"documents' closed-book gap closed {point['knowledge']:.2f}; {verdict}", point)
+    best = selection["best_epoch"]
+    record.event("epoch_selected", f"kept epoch {best}" + (" (the parent unchanged)" if best == 0 else "")
+                 + (f"; stopped: {selection['stopped_because']}" if selection.get("stopped_because") else ""),
+                 {"best_epoch": best, "budget": selection["budget"], "stopped_because": selection.get("stopped_because")})

@@ -75,6 +75,28 @@ def cloze_items(model, tokenizer, clozes: list[dict]) -> tuple[list[float], list
     return correct, margins
 
 
+def full_retention(model, tokenizer, *, max_new_tokens: int = 128) -> dict:
+    """The retention item sets (``retention_items``), each >= 100 items: IFEval-type instruction
+    compliance checked by the IFEval verifier code (strict reading), and general multiple-choice
+    accuracy over all 120 questions; per-item results kept for intervals."""
+    from benchmarks.knowledge_update.retention_items import (check_instruction, load_general_questions,
+                                                             load_instruction_items)
+    from disc_engine.evaluation._common import chat_prompt_ids, greedy_generate
+    from disc_engine.evaluation.probes import probe_predictions
+
+    items = load_instruction_items()
+    generations = greedy_generate(model, tokenizer, [chat_prompt_ids(tokenizer, i["prompt"]) for i in items],
+                                  max_new_tokens)
+    followed = [1.0 if check_instruction(item, tokenizer.decode(g.tokens, skip_special_tokens=True).strip())
+                else 0.0 for item, g in zip(items, generations)]
+    questions = load_general_questions()
+    right = [1.0 if p == q["answer"] else 0.0 for p, q in zip(probe_predictions(model, tokenizer, questions), questions)]
+    return {"instruction_compliance": sum(followed) / len(followed), "instruction_compliance_ci": bootstrap_interval(followed),
+            "n_instructions": len(followed), "instruction_followed": followed,
+            "general_accuracy": sum(right) / len(right), "general_accuracy_ci": bootstrap_interval(right),
+            "n_general": len(right), "general_correct": right}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="101,102")
@@ -85,6 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-splits", default="5")
     parser.add_argument("--model", default=None)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--split", choices=("tuning", "report"), default=None,
+                        help="draw --documents in all over the split's three corpus seeds (held_out_corpora) "
+                             "instead of --seeds")
+    parser.add_argument("--measure-every", type=int, default=1,
+                        help="measure every N-th epoch (the untouched model and the last epoch always)")
+    parser.add_argument("--full-retention", action="store_true",
+                        help="also measure instruction compliance and general accuracy (>= 100 items each) "
+                             "on the untouched model and after the last epoch")
     args = parser.parse_args(argv)
 
     from disc_engine.budget import EpochSelector, RetentionBudget
@@ -96,8 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     model_name = args.model or DEFAULT_MODEL
     tokenizer = load_tokenizer(model_name)
     documents, probes, clozes = [], [], []
-    for seed in (int(s) for s in args.seeds.split(",")):
-        for doc in generate_corpus(args.documents, seed=seed):
+    if args.split:
+        from benchmarks.knowledge_update.corpus import held_out_corpora
+
+        corpora = list(held_out_corpora(args.split, args.documents).values())
+    else:
+        corpora = [generate_corpus(args.documents, seed=int(s)) for s in args.seeds.split(",")]
+    for corpus in corpora:
+        for doc in corpus:
             documents.append(doc["text"])
             for p in doc["probes"]:
                 if p.get("kind", "question") == "question":
@@ -115,11 +151,14 @@ def main(argv: list[str] | None = None) -> int:
             check = EpochCheck(tokenizer, documents)
             rows: list[dict] = []
 
-            def measure(model, _check=check, _rows=rows, _method=method, _lr=lr):
+            def measure(model, _check=check, _rows=rows, _method=method, _lr=lr, _epoch=[0]):
+                epoch, _epoch[0] = _epoch[0], _epoch[0] + 1
                 scores = _check(model)
+                if epoch not in (0, args.epochs) and epoch % args.measure_every:
+                    return scores
                 correct, margins = probe_items(model, tokenizer, probes)
                 cloze_correct, cloze_margins = cloze_items(model, tokenizer, clozes)
-                row = {"method": _method, "lr": _lr, "num_splits": num_splits, "epoch": len(_rows),
+                row = {"method": _method, "lr": _lr, "num_splits": num_splits, "epoch": epoch,
                        "n_probes": len(correct),
                        "accuracy": sum(correct) / len(correct), "accuracy_ci": bootstrap_interval(correct),
                        "margin": sum(margins) / len(margins), "margin_ci": bootstrap_interval(margins),
@@ -130,12 +169,16 @@ def main(argv: list[str] | None = None) -> int:
                        "cloze_accuracy_ci": bootstrap_interval(cloze_correct),
                        "cloze_margin": sum(cloze_margins) / len(cloze_margins) if cloze_margins else None,
                        "cloze_correct": cloze_correct}
+                if args.full_retention and epoch in (0, args.epochs):
+                    row.update(full_retention(model, tokenizer))
                 _rows.append(row)
                 print(f"{_method:14s} lr {_lr:.0e} epoch {row['epoch']}: accuracy {row['accuracy']:.3f} "
                       f"[{row['accuracy_ci'][0]:.3f}, {row['accuracy_ci'][1]:.3f}]  margin {row['margin']:+.3f}  "
                       f"KL {row['retention_kl_vs_parent']:.4f}  gap closed {row['gap_closed']:.3f}"
                       + (f"  cloze {row['cloze_accuracy']:.3f} [{row['cloze_accuracy_ci'][0]:.3f}, "
-                         f"{row['cloze_accuracy_ci'][1]:.3f}]" if cloze_correct else ""), flush=True)
+                         f"{row['cloze_accuracy_ci'][1]:.3f}]" if cloze_correct else "")
+                      + (f"  instructions {row['instruction_compliance']:.3f}  general {row['general_accuracy']:.3f}"
+                         if "general_accuracy" in row else ""), flush=True)
                 return scores
 
             selector = EpochSelector(RetentionBudget(max_kl_vs_parent=float("inf"), min_gain=-1e9,

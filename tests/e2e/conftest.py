@@ -104,7 +104,7 @@ def base_env(tmp_path: Path, shared_eval_cache: Path, model: str, **overrides: s
     artifacts = tmp_path / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
     (artifacts / ".eval-cache").symlink_to(shared_eval_cache, target_is_directory=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DISC_") or k == "DISC_MODEL_CACHE"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISC_") or k in ("DISC_MODEL_CACHE", "DISC_UPDATE_DEFAULTS")}
     env.update({"DISC_HOME": str(tmp_path / "home"), "DISC_ARTIFACT_DIR": str(artifacts),
                 "DISC_BASE_MODEL": model, "PYTHONUNBUFFERED": "1",
                 # The working tree, importable from the children whatever the caller's directory.

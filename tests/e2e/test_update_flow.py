@@ -132,7 +132,8 @@ def test_update_on_the_embedded_default(stack_factory, tmp_path, shared_eval_cac
 
 @pytest.mark.slow
 def test_update_on_the_default_model(stack_factory, tmp_path, shared_eval_cache):
-    """The real SmolLM2-135M-Instruct, embedded default, sample documents, one epoch."""
+    """The real SmolLM2-135M-Instruct, embedded default, sample documents, the product's own
+    update defaults: epochs under the retention budget, each recorded as a job event."""
     from disc_engine.data import load_update_sample
     from disc_engine.models import DEFAULT_MODEL
 
@@ -141,14 +142,20 @@ def test_update_on_the_default_model(stack_factory, tmp_path, shared_eval_cache)
     kept = {d["id"] for d in documents}
     probes = [p for p in sample["probes"] if p["document_id"] in kept]
     env = base_env(tmp_path, shared_eval_cache, DEFAULT_MODEL, DISC_AUTH_DISABLED="true",
-                   DISC_RECONCILE_AFTER_S="3")
+                   DISC_RECONCILE_AFTER_S="3", DISC_UPDATE_DEFAULTS="{}")
     stack = stack_factory(env, with_key=False)
     with stack.client() as client:
-        job_id = _submit(client, documents, probes=probes, hyperparameters={"epochs": 1},
-                         promotion={"policy": "always"})
+        job_id = _submit(client, documents, probes=probes, promotion={"policy": "always"})
         job = stack.wait_for_job(client, job_id, timeout_s=2400)
         assert job["status"] == "succeeded", job["error"]
         version = client.get("/models/latest").json()
+        events = client.get(f"/jobs/{job_id}/events").json()["data"]
+    epochs = [e["data"] for e in events if e["kind"] == "epoch"]
+    chosen = [e["data"] for e in events if e["kind"] == "epoch_selected"]
+    assert [p["epoch"] for p in epochs] == list(range(len(epochs))) and 2 <= len(epochs) <= 5
+    assert abs(epochs[0]["retention_kl_vs_parent"]) < 1e-6 and chosen and chosen[0]["budget"]["max_kl_vs_parent"] == 0.6
+    kept = chosen[0]["best_epoch"]
+    assert epochs[kept]["kept"] and all(p["retention_kl_vs_parent"] <= 0.6 for p in epochs if p["kept"])
     _assert_scored(version)
     scores = version["scores"]
     # The update taught something: the closed-book gap on its own documents shrank.

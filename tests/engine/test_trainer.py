@@ -26,7 +26,7 @@ DOCS = [
     "Pella Marsh is a bakery in Oslo. It sells cardamom buns every morning. The owner is Ivo Tran.",
     "The Amber Line train now reaches Tartu. The trip takes three hours. Tickets cost twelve euros.",
 ]
-FAST = dict(learning_rate=1e-2)
+FAST = dict(learning_rate=1e-2, retention_budget_kl=None)  # every epoch trained, none selected
 
 
 def _input_ids(model_name):
@@ -180,7 +180,7 @@ def _stop_after(calls: int):
 def test_should_stop_cancels_between_documents(tiny_model, tmp_path):
     done = []
     with pytest.raises(TrainingCancelled, match="after 2 of 6"):
-        train(DOCS, out_dir=str(tmp_path / "v"), config=TrainConfig(**FAST), base_model=tiny_model,
+        train(DOCS, out_dir=str(tmp_path / "v"), config=TrainConfig(epochs=1, **FAST), base_model=tiny_model,
               should_stop=_stop_after(2), progress=lambda p: done.append(p.documents_done))
     assert done == [1, 2]
     assert not (tmp_path / "v").exists()
@@ -192,7 +192,7 @@ def test_report_counts_altered_and_skipped_documents(tiny_model, tmp_path):
     documents = [DOCS[0], "Hello.", one_sentence, DOCS[1] + " " + DOCS[2]]
     progress = []
     result = train(documents, out_dir=str(tmp_path / "v"), base_model=tiny_model,
-                   config=TrainConfig(max_context=40, **FAST), progress=progress.append)
+                   config=TrainConfig(max_context=40, epochs=1, **FAST), progress=progress.append)
     report = result.report
     assert report.documents_total == 4
     assert report.documents_skipped == [{"index": 1, "reason": report.documents_skipped[0]["reason"]}]
@@ -226,7 +226,8 @@ def test_empty_documents_are_rejected_before_training(tiny_model, tmp_path):
 
 def test_baselines_run_and_reduce_their_loss(tiny_model, tmp_path):
     results = {method: train(DOCS[:1], out_dir=str(tmp_path / method), base_model=tiny_model,
-                             config=TrainConfig(method=method, epochs=10, learning_rate=3e-3))
+                             config=TrainConfig(method=method, epochs=10, learning_rate=3e-3,
+                                                retention_budget_kl=None))
                for method in ("sft", "sft_kl")}
     for method, result in results.items():
         assert result.steps == 10
@@ -240,13 +241,13 @@ def test_baselines_run_and_reduce_their_loss(tiny_model, tmp_path):
 
 def test_sft_windows_documents_longer_than_the_context(tiny_model, tmp_path):
     result = train(DOCS[:1], out_dir=str(tmp_path / "v"), base_model=tiny_model,
-                   config=TrainConfig(method="sft", max_context=8, **FAST))
+                   config=TrainConfig(method="sft", max_context=8, epochs=1, **FAST))
     assert result.steps == 1
     assert "windows" in result.report.documents_altered[0]["reason"]
 
 
 def test_full_finetuning_starts_where_lora_does_and_trains_every_weight(tiny_model, tmp_path):
-    config = dict(num_splits="all", epochs=2, learning_rate=1e-3)
+    config = dict(num_splits="all", epochs=2, learning_rate=1e-3, retention_budget_kl=None)
     lora = train(DOCS[:1], out_dir=str(tmp_path / "lora"), base_model=tiny_model,
                  config=TrainConfig(**config))
     full = train(DOCS[:1], out_dir=str(tmp_path / "full"), base_model=tiny_model,

@@ -273,7 +273,7 @@ def deployment(postgres_url, redis_url, tiny_model, tmp_path, private_postgres, 
     migrate.upgrade(settings)
     settings.artifact_dir.mkdir(parents=True)
     (settings.artifact_dir / ".eval-cache").symlink_to(shared_eval_cache, target_is_directory=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DISC_") or k == "DISC_MODEL_CACHE"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISC_") or k in ("DISC_MODEL_CACHE", "DISC_UPDATE_DEFAULTS")}
     env.update({
         "DISC_DATABASE_URL": postgres_url,
         "DISC_BROKER_URL": redis_url,

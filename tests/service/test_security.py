@@ -132,7 +132,7 @@ def test_docs_can_be_closed(api):
     ({"policy": "always"}, "promotion.policy"),
     ({"max_retention_kl_vs_parent": 1e308}, "promotion.max_retention_kl_vs_parent"),
     ({"max_retention_kl_vs_base": 99.0}, "promotion.max_retention_kl_vs_base"),
-    ({"policy": "auto", "min_format_compliance": -0.0, "max_retention_kl_vs_parent": 0.6},
+    ({"policy": "auto", "min_format_compliance": -0.0, "max_retention_kl_vs_parent": 0.9},
      "promotion.max_retention_kl_vs_parent"),
 ])
 def test_a_looser_promotion_needs_the_promote_scope(api, promotion, param):
