@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             with tempfile.TemporaryDirectory() as out:
                 train(documents, out_dir=str(Path(out) / "v1"), base_model=model_name, epoch_selector=selector,
                       config=TrainConfig(method=method, learning_rate=lr, epochs=args.epochs,
-                                         num_splits=num_splits, seed=0))
+                                         num_splits=num_splits, seed=0, retention_budget_kl=None))
             print(f"{method} lr {lr:.0e}: {time.perf_counter() - started:.0f} s", flush=True)
             if args.out:
                 with open(args.out, "a", encoding="utf-8") as handle:

@@ -158,7 +158,8 @@ def run_grid(settings: Settings, out: Path, log=print) -> dict:
             try:
                 config = TrainConfig(method=method, learning_rate=lr, epochs=settings.epochs,
                                      num_splits=settings.num_splits, seed=settings.seed,
-                                     full_finetune=parameterization == "full")
+                                     full_finetune=parameterization == "full",
+                                     retention_budget_kl=None)  # a grid point: every epoch, as asked
                 trained = train(documents, out_dir=str(artifact_dir), config=config,
                                 base_model=settings.model, device=settings.device)
                 model = load_artifact(trained.artifact_dir, base_model=settings.model, device=settings.device)
