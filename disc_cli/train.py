@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         result = train(documents, out_dir=args.out, config=config, base_model=args.base,
                        parent=args.parent, progress=show, checkpoint_dir=args.checkpoint_dir,
                        device=args.device)
-    except (ValueError, FileExistsError, FloatingPointError, TrainingCancelled) as exc:
+    except (ValueError, OSError, FloatingPointError, TrainingCancelled) as exc:
         # ArtifactError and EmptyDocumentError are ValueErrors with messages meant for users.
         close_bar()
         print(f"disc train: {exc}", file=sys.stderr)

@@ -36,6 +36,60 @@ CHECKPOINT_FORMAT = 1
 _CHECKPOINT_PREFIX = "ckpt-"
 
 
+class TrainingDiverged(FloatingPointError):
+    """The loss became non-finite or exploded far above its own starting level."""
+
+
+class NothingTrained(ValueError):
+    """Every document was skipped: an artifact would only copy its parent."""
+
+
+# A run has diverged when its loss explodes relative to its own history. Learning lowers the
+# loss; a rate too high for the model multiplies it (LoRA at 1.0 on the default model: 2.9 -> 16
+# over eight steps; full fine-tuning of the tiny model: 0.008 -> 14 in one step). Documents differ
+# in loss by large factors, so the rules compare medians and add an absolute margin:
+# * sudden: one step's loss above SUDDEN_FACTOR x the median of the steps just before;
+# * sustained: the median of the last WINDOW steps above SUSTAINED_FACTOR x the median of the
+#   first 2 x WINDOW steps.
+SUDDEN_FACTOR = 50.0
+SUSTAINED_FACTOR = 4.0
+DIVERGENCE_MARGIN = 2.0
+DIVERGENCE_WINDOW = 4
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+def check_divergence(losses: list[float], learning_rate: float) -> None:
+    """Raise TrainingDiverged when the newest loss, or the recent ones, exploded."""
+    step, advice = len(losses), f"(learning rate {learning_rate:g}); use a lower learning rate"
+    if step >= 2:
+        before = _median(losses[-1 - 4 * DIVERGENCE_WINDOW:-1])   # a bounded window: cheap on long runs
+        if losses[-1] > SUDDEN_FACTOR * before + DIVERGENCE_MARGIN:
+            raise TrainingDiverged(f"training diverged at step {step}: the loss jumped to {losses[-1]:.3g} from a "
+                                   f"median of {before:.3g} over the steps before {advice}")
+    if step >= 3 * DIVERGENCE_WINDOW:
+        start, recent = _median(losses[:2 * DIVERGENCE_WINDOW]), _median(losses[-DIVERGENCE_WINDOW:])
+        if recent > SUSTAINED_FACTOR * start + DIVERGENCE_MARGIN:
+            raise TrainingDiverged(f"training diverged at step {step}: the loss rose from {start:.3g} over the "
+                                   f"first steps to {recent:.3g} over the last {DIVERGENCE_WINDOW} {advice}")
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Raise OSError (one line, naming the path) unless ``path`` can be created or written."""
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(f"cannot create the {what} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot create the {what} {path}: {existing} is not writable")
+
+
 class TrainingCancelled(Exception):
     """``should_stop()`` asked the run to end; raised between two documents."""
 
@@ -101,6 +155,10 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"artifact directory {out} already exists and is not empty")
+    # Found now, not after training: a folder the artifact or the checkpoints cannot be written to.
+    check_writable(out, "artifact directory")
+    if checkpoint_dir is not None:
+        check_writable(Path(checkpoint_dir), "checkpoint directory")
     for index, text in enumerate(documents):
         if not isinstance(text, str) or not text.strip():
             raise EmptyDocumentError(f"document {index} is empty or whitespace only")
@@ -204,13 +262,14 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
             skipped.setdefault(index, reason)
         else:
             if not torch.isfinite(loss):
-                raise FloatingPointError(
+                raise TrainingDiverged(
                     f"the loss of document {index} is {loss.item()} at step {state['steps'] + 1}; "
                     f"training diverged (learning rate {config.learning_rate})")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             state["losses"].append(loss.item())
+            check_divergence(state["losses"], config.learning_rate)
             state["steps"] += 1
             state["tokens"] += doc.token_count
             trained.add(index)
@@ -233,6 +292,10 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
                 tokens_per_second=_rate(state), epoch=epoch))
         if stop_early:
             break
+
+    if not trained:
+        reasons = "; ".join(f"document {i}: {r}" for i, r in sorted(skipped.items())[:3])
+        raise NothingTrained(f"none of the {count} document(s) could be trained ({reasons}); no version is made")
 
     # --- artifact ---
     model.eval()

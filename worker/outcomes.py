@@ -43,6 +43,12 @@ def classify_failure(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
         return ("out_of_memory", "the worker ran out of memory training or evaluating this update; "
                 "use fewer or shorter documents, a smaller model or a larger machine")
+    from disc_engine.trainer import NothingTrained, TrainingDiverged
+
+    if isinstance(exc, TrainingDiverged):
+        return "training_diverged", short_message(str(exc))
+    if isinstance(exc, NothingTrained):
+        return "nothing_to_train", short_message(str(exc))
     if isinstance(exc, storage.ArtifactCorrupt):
         return "artifact_corrupt", short_message(str(exc))
     if isinstance(exc, ArtifactError):

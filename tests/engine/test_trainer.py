@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 
 import pytest
 import torch
@@ -325,3 +326,48 @@ def test_config_from_dict_names_unknown_keys():
     assert (config.learning_rate, config.num_splits, config.epochs) == (1e-3, "all", 2)
     assert TrainConfig.from_dict(config.to_dict()) == config
 
+
+
+# --- guard rails ---------------------------------------------------------------------------------
+
+def test_divergence_is_judged_against_the_runs_own_start():
+    from disc_engine.trainer import TrainingDiverged, check_divergence
+
+    check_divergence([2.9, 2.7, 2.5, 2.4, 2.2, 2.0, 1.9, 1.8, 1.7, 1.6], 1e-4)       # learning
+    check_divergence([0.008, 0.01, 0.02, 0.005, 0.009, 0.03, 0.2, 0.4, 0.3, 0.5], 1e-3)  # noise near 0
+    check_divergence([3.0, 0.1] * 6, 1e-3)                                            # documents differ
+    check_divergence([0.1, 3.0, 2.5, 4.0, 0.2, 3.5, 2.0, 3.0, 2.2, 0.3, 3.1, 2.9], 1e-3)
+    with pytest.raises(TrainingDiverged, match=r"step 12: the loss rose from .*learning rate 1\)"):
+        check_divergence([2.9, 2.8, 3.1, 2.7, 3.0, 2.9, 3.2, 2.8, 14.0, 16.2, 15.1, 17.0], 1.0)
+    with pytest.raises(TrainingDiverged, match=r"step 2: the loss jumped to 13.9"):
+        check_divergence([0.008, 13.95], 1.0)
+
+
+def test_a_run_that_explodes_stops_with_a_divergence_error(tiny_model, tmp_path):
+    from disc_engine.trainer import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match="learning rate 1"):
+        train(DOCS * 3, out_dir=str(tmp_path / "v"), base_model=tiny_model,
+              config=TrainConfig(full_finetune=True, learning_rate=1.0, epochs=2, retention_budget_kl=None))
+    assert not (tmp_path / "v").exists()
+
+
+def test_a_run_that_trains_nothing_is_an_error(tiny_model, tmp_path):
+    from disc_engine.trainer import NothingTrained
+
+    with pytest.raises(NothingTrained, match="none of the 2 document"):
+        train(["Hello.", "Fine."], out_dir=str(tmp_path / "v"), base_model=tiny_model,
+              config=TrainConfig(epochs=1, **FAST))
+    assert not (tmp_path / "v").exists()
+
+
+def test_an_unwritable_output_is_refused_before_the_model_loads(tiny_model, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    started = time.perf_counter()
+    with pytest.raises(NotADirectoryError, match="a-file is a file, not a folder"):
+        train(DOCS[:1], out_dir=str(blocker / "v1"), base_model=tiny_model, config=TrainConfig(**FAST))
+    with pytest.raises(NotADirectoryError, match="checkpoint directory"):
+        train(DOCS[:1], out_dir=str(tmp_path / "v1"), checkpoint_dir=str(blocker / "ckpt"),
+              base_model=tiny_model, config=TrainConfig(**FAST))
+    assert time.perf_counter() - started < 5 and not (tmp_path / "v1").exists()

@@ -131,6 +131,20 @@ def test_invalid_hyperparameters_fail_without_training(sqlite_env):
     assert _versions(sqlite_env) == []
 
 
+@pytest.mark.parametrize("documents, hyperparameters, code, phrase", [
+    (["Hello.", "Fine."], {}, "nothing_to_train", "none of the 2 document"),
+    (None, {"full_finetune": True, "learning_rate": 1.0, "epochs": 2}, "training_diverged", "learning rate 1"),
+])
+def test_a_run_that_trains_nothing_or_diverges_fails_with_its_own_code(sqlite_env, documents, hyperparameters,
+                                                                      code, phrase):
+    job_id = sqlite_env.add_job(documents, hyperparameters=hyperparameters) if documents else \
+        sqlite_env.add_job(hyperparameters=hyperparameters)
+    assert sqlite_env.run(job_id) == Outcome.failed
+    job = _job(sqlite_env, job_id)
+    assert job.error["code"] == code and phrase in job.error["message"], job.error
+    assert job.attempts == 1 and _versions(sqlite_env) == []
+
+
 def test_missing_base_model_fails_with_a_message_not_a_traceback(tmp_path, sqlite_env):
     env = sqlite_env
     with env.session_factory() as session:
