@@ -97,6 +97,69 @@ def full_retention(model, tokenizer, *, max_new_tokens: int = 128) -> dict:
             "n_general": len(right), "general_correct": right}
 
 
+def paired_gain_interval(after: list[float], before: list[float], *, resamples: int = 2000,
+                         seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval of mean(after - before), resampling items (the same probes)."""
+    return bootstrap_interval([a - b for a, b in zip(after, before)], resamples=resamples, seed=seed)
+
+
+def summarize(paths: list[str], plot: str | None = None) -> str:
+    """A markdown table of the rows in ``paths`` (JSON lines from runs of this script): per method,
+    learning rate and measured epoch, the gain over the untouched model with a paired interval."""
+    rows = [json.loads(line) for path in paths for line in Path(path).read_text().splitlines() if line.strip()]
+    base = {}
+    for row in rows:
+        if row["epoch"] == 0:
+            base[(row["method"], row["lr"])] = row
+    lines = ["| method | lr | epoch | chat-question accuracy % [95% CI] | gain, points [paired 95% CI] | "
+             "cloze accuracy % [95% CI] | cloze gain, points [paired CI] | KL to parent | instruction compliance % | "
+             "general accuracy % |", "|---|---:|---:|---|---|---|---|---:|---:|---:|"]
+
+    def pct(value, interval=None):
+        text = f"{100 * value:.1f}"
+        return text + (f" [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]" if interval else "")
+
+    for row in sorted(rows, key=lambda r: (r["method"], r["lr"], r["epoch"])):
+        zero = base.get((row["method"], row["lr"]))
+        gain = cloze_gain = ""
+        if zero is not None and row["epoch"] > 0:
+            low, high = paired_gain_interval(row["correct"], zero["correct"])
+            gain = f"{100 * (row['accuracy'] - zero['accuracy']):+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+            low, high = paired_gain_interval(row["cloze_correct"], zero["cloze_correct"])
+            cloze_gain = (f"{100 * (row['cloze_accuracy'] - zero['cloze_accuracy']):+.1f} "
+                          f"[{100 * low:+.1f}, {100 * high:+.1f}]")
+        retention = ("", "")
+        if "general_accuracy" in row:
+            retention = (pct(row["instruction_compliance"], row["instruction_compliance_ci"]),
+                         pct(row["general_accuracy"], row["general_accuracy_ci"]))
+        lines.append(f"| {row['method']} | {row['lr']:g} | {row['epoch']} | {pct(row['accuracy'], row['accuracy_ci'])} "
+                     f"| {gain} | {pct(row['cloze_accuracy'], row['cloze_accuracy_ci'])} | {cloze_gain} "
+                     f"| {row['retention_kl_vs_parent']:.3f} | {retention[0]} | {retention[1]} |")
+    if plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        figure, axis = plt.subplots(figsize=(6.5, 4.2))
+        for key in sorted({(r["method"], r["lr"]) for r in rows}):
+            points = sorted((r for r in rows if (r["method"], r["lr"]) == key), key=lambda r: r["epoch"])
+            xs = [r["retention_kl_vs_parent"] for r in points]
+            ys = [100 * r["accuracy"] for r in points]
+            errors = [[100 * (r["accuracy"] - r["accuracy_ci"][0]) for r in points],
+                      [100 * (r["accuracy_ci"][1] - r["accuracy"]) for r in points]]
+            axis.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=f"{key[0]} lr {key[1]:g}")
+            for r, x, y in zip(points, xs, ys):
+                axis.annotate(str(r["epoch"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        axis.set_xlabel("KL to the parent on its own chat replies (lower = more kept)")
+        axis.set_ylabel("chat-question probe accuracy, % (95% CI)")
+        axis.set_title("Knowledge vs retention, epoch by epoch (numbers: epochs)")
+        axis.legend(fontsize=8)
+        figure.tight_layout()
+        figure.savefig(plot, dpi=120)
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="101,102")
@@ -115,7 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-retention", action="store_true",
                         help="also measure instruction compliance and general accuracy (>= 100 items each) "
                              "on the untouched model and after the last epoch")
+    parser.add_argument("--summarize", nargs="+", metavar="JSONL", default=None,
+                        help="print a table of earlier runs' JSON lines (and --plot a figure) instead of running")
+    parser.add_argument("--plot", default=None, help="with --summarize: write the frontier figure here (PNG)")
     args = parser.parse_args(argv)
+    if args.summarize:
+        print(summarize(args.summarize, args.plot))
+        return 0
 
     from disc_engine.budget import EpochSelector, RetentionBudget
     from benchmarks.knowledge_update.corpus import generate_corpus
