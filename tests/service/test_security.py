@@ -10,9 +10,12 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from disc_cli.demo import disc_argv
 from service.app import create_app
@@ -255,3 +258,46 @@ def test_keys_create_validates_as_the_api_does(service_settings, args, phrase):
     assert phrase in result.stderr and "Traceback" not in result.stderr
     with session_scope(service_settings) as session:
         assert repo.list_api_keys(session) == []
+
+
+# --- generated hostile input -------------------------------------------------------------------
+
+_hostile_text = st.one_of(
+    st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF), max_size=40),    # NUL, surrogates
+    st.sampled_from(["\x00", "\ud800", "a\udfffb", "\u200b\ufeff", " ", "x" * 5000, "A fact.\x00"]),
+)
+_nested = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), _hostile_text),
+                       lambda inner: st.dictionaries(_hostile_text, inner, max_size=2) | st.lists(inner, max_size=2),
+                       max_leaves=12)
+
+
+def _deep(levels: int) -> dict:
+    node: dict = {}
+    root = node
+    for _ in range(levels):
+        node["x"] = {}
+        node = node["x"]
+    return root
+
+
+@settings(max_examples=60, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(text=_hostile_text, doc_id=st.one_of(st.none(), _hostile_text),
+       metadata=st.one_of(st.none(), st.dictionaries(_hostile_text, _nested, max_size=3),
+                          st.integers(1, 120).map(_deep)),
+       path_id=_hostile_text)
+def test_generated_hostile_input_never_reaches_a_500(api, text, doc_id, metadata, path_id):
+    headers = api.key()
+    document = {"text": text, **({"id": doc_id} if doc_id is not None else {}),
+                **({"metadata": metadata} if metadata is not None else {})}
+    # ensure_ascii: lone surrogates travel as \ud800 escapes, as a hostile client would send them.
+    body = json.dumps({"documents": [document]}, ensure_ascii=True)
+    with api.client(headers) as client:
+        escaped = quote(path_id, safe="", errors="surrogatepass")   # invalid UTF-8 included
+        answers = [client.post("/updates", content=body, headers={"Content-Type": "application/json"}),
+                   client.get(f"/jobs/{escaped or '-'}"),
+                   client.get(f"/jobs?cursor={escaped[:400]}")]
+    for response in answers:
+        assert response.status_code < 500, (response.status_code, response.text[:300])
+        if response.status_code >= 400:
+            assert set(response.json()["error"]) == {"code", "message", "param"}
