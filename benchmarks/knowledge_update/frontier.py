@@ -151,7 +151,8 @@ def summarize(paths: list[str], plot: str | None = None) -> str:
             axis.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=f"{key[0]} lr {key[1]:g}")
             for r, x, y in zip(points, xs, ys):
                 axis.annotate(str(r["epoch"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        axis.set_xlabel("KL to the parent on its own chat replies (lower = more kept)")
+        axis.set_xscale("symlog", linthresh=0.1)   # a diverged epoch stays on the page
+        axis.set_xlabel("KL to the parent on its own chat replies (lower = more kept; symlog)")
         axis.set_ylabel("chat-question probe accuracy, % (95% CI)")
         axis.set_title("Knowledge vs retention, epoch by epoch (numbers: epochs)")
         axis.legend(fontsize=8)

@@ -66,3 +66,24 @@ def test_every_command_has_help(tmp_path):
     for command in (["serve"], ["db", "upgrade"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"]):
         shown = disc([*command, "--help"], dict(os.environ, PYTHONPATH=os.getcwd()), tmp_path)
         assert shown.returncode == 0 and "usage: disc" in shown.stdout
+
+
+def test_demo_draws_the_epoch_trajectory_from_the_job_events(capsys):
+    from disc_cli.demo import print_trajectory
+
+    point = {"retention_kl_vs_parent": 0.0, "knowledge": 0.0, "within_budget": True, "kept": True}
+    events = [{"kind": "trained", "message": "", "data": {}},
+              {"kind": "epoch", "message": "", "data": {**point, "epoch": 0}},
+              {"kind": "epoch", "message": "", "data": {**point, "epoch": 1, "retention_kl_vs_parent": 0.31,
+                                                         "knowledge": 0.42}},
+              {"kind": "epoch", "message": "", "data": {**point, "epoch": 2, "retention_kl_vs_parent": 0.71,
+                                                         "knowledge": 0.55, "within_budget": False, "kept": False}},
+              {"kind": "epoch_selected", "message": "kept epoch 1; stopped: epoch 2: retention KL 0.7100 exceeds "
+                                                    "the budget 0.6000", "data": {}}]
+    print_trajectory(events)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[3:6]] == ["0", "1", "2"]
+    assert lines[4].split()[1:] == ["0.3100", "0.42", "kept"] and lines[5].endswith("over budget")
+    assert lines[6].strip().startswith("kept epoch 1; stopped")
+    print_trajectory(events[:1])  # a job without a budget draws nothing
+    assert capsys.readouterr().out == ""
