@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from disc_engine.options import MethodName as Method
 from disc_engine.options import Number, ProbeSpec, TrainConfig, api_fields, storable_text
-from store import repo
+from store.names import LINEAGE_NAME_PATTERN, LINEAGE_NAME_RULE
 
-LineageName = Annotated[str, Field(pattern=repo.LINEAGE_NAME_PATTERN, description=repo.LINEAGE_NAME_RULE.capitalize() + ".")]
+LineageName = Annotated[str, Field(pattern=LINEAGE_NAME_PATTERN, description=LINEAGE_NAME_RULE.capitalize() + ".")]
 
 
 # Letters, digits, punctuation, symbols and marks are visible; separators, controls, format

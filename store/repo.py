@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from store.models import (Alias, AliasHistory, ApiKey, Document, EvaluationScore, Job, JobEvent, JobStatus, Lineage,
                           ModelVersion, UpdateBatch, VersionState, utcnow)
+from store.names import LINEAGE_NAME, LINEAGE_NAME_RULE
 
 LATEST = "latest"
 
@@ -148,11 +149,6 @@ class Page:
     items: list[Any]
     next_cursor: str | None
 
-
-# The one rule for lineage names, shared by the API's schemas and the key commands.
-LINEAGE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
-LINEAGE_NAME = re.compile(LINEAGE_NAME_PATTERN)
-LINEAGE_NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit; at most 100 characters"
 
 _ROW_ID = re.compile(r"[0-9a-f]{32}")
 
