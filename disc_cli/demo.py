@@ -178,12 +178,13 @@ def run(args) -> int:
             print(f"job {job['id']}: {len(body['documents'])} documents, {len(body.get('probes', []))} probes, "
                   f"lineage {job['lineage']!r}")
             job = follow(client, job["id"], children, args.timeout, tqdm)
+            events = client.get(f"/jobs/{job['id']}/events").json()["data"]
         if job["status"] != "succeeded":
             error = job.get("error") or {}
             print(f"\nthe job ended {job['status']}: {error.get('code')}: {error.get('message')}", file=sys.stderr)
             print(f"worker log ({home / 'worker.log'}):\n{children[0].tail()}", file=sys.stderr)
             return 1
-        print_trajectory(client.get(f"/jobs/{job['id']}/events").json()["data"])
+        print_trajectory(events)
         print_summary(job["result_version"], home, base_url)
         return 0
     except KeyboardInterrupt:
