@@ -104,7 +104,9 @@ def measure(url: str, pid: int, name: str, body: bytes, headers: dict[str, str],
 
 def start_server(env: dict[str, str], port: int) -> subprocess.Popen:
     argv = disc_argv("serve", "--port", str(port), "--log-level", "warning")
-    server = subprocess.Popen(argv, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # A file, not a pipe: a pipe nobody reads would stall a server that logs much.
+    log = tempfile.TemporaryFile()
+    server = subprocess.Popen(argv, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -113,7 +115,8 @@ def start_server(env: dict[str, str], port: int) -> subprocess.Popen:
         except httpx.TransportError:
             time.sleep(0.1)
         if server.poll() is not None:
-            raise RuntimeError(f"disc serve exited: {server.stderr.read().decode()[-2000:]}")
+            log.seek(0)
+            raise RuntimeError(f"disc serve exited: {log.read().decode(errors='replace')[-2000:]}")
     raise TimeoutError("disc serve did not answer within 60 s")
 
 

@@ -112,7 +112,8 @@ def submit_update(session: Session, settings: Settings, principal: Principal, bo
     lineage_name = body.lineage or principal.default_lineage(settings)
     principal.check_lineage(lineage_name)
     check_limits(body, settings)
-    for index, document_id in body.unknown_probe_documents():
+    if unknown := body.unknown_probe_documents():
+        index, document_id = unknown[0]
         raise ApiError(422, "validation_error", f"probes[{index}].document_id {document_id!r} names no document "
                        "of this batch", f"probes[{index}].document_id")
     check_promotion_authority(body, settings, principal)
