@@ -214,8 +214,11 @@ def list_job_events(session: Session, job_id: str) -> list[JobEvent]:
 def request_cancel(session: Session, job: Job, actor: str | None = None) -> Job:
     """A queued job is cancelled at once; a running one is flagged for the worker to stop.
 
-    Raises JobAlreadyFinished for a job that has already ended.
+    Raises JobAlreadyFinished for a job that has already ended. The job row is re-read under a
+    row lock first: a worker committing the job's result holds that lock, so a cancel arriving in
+    that window waits and then sees the job ended, instead of flagging a finished job.
     """
+    session.refresh(job, with_for_update=True)
     if job.status.is_terminal:
         raise JobAlreadyFinished(f"job {job.id} has already ended ({job.status.value})")
     job.cancel_requested = True

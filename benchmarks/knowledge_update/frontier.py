@@ -179,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-retention", action="store_true",
                         help="also measure instruction compliance and general accuracy (>= 100 items each) "
                              "on the untouched model and after the last epoch")
+    parser.add_argument("--full-retention-every-epoch", action="store_true",
+                        help="with --full-retention: at every measured epoch, not only the first and last "
+                             "(to calibrate the retention budget's KL against the skills it stands for)")
     parser.add_argument("--summarize", nargs="+", metavar="JSONL", default=None,
                         help="print a table of earlier runs' JSON lines (and --plot a figure) instead of running")
     parser.add_argument("--plot", default=None, help="with --summarize: write the frontier figure here (PNG)")
@@ -239,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                        "cloze_accuracy_ci": bootstrap_interval(cloze_correct),
                        "cloze_margin": sum(cloze_margins) / len(cloze_margins) if cloze_margins else None,
                        "cloze_correct": cloze_correct}
-                if args.full_retention and epoch in (0, args.epochs):
+                if args.full_retention and (args.full_retention_every_epoch or epoch in (0, args.epochs)):
                     row.update(full_retention(model, tokenizer))
                 _rows.append(row)
                 print(f"{_method:14s} lr {_lr:.0e} epoch {row['epoch']}: accuracy {row['accuracy']:.3f} "
