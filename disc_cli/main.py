@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 SUBCOMMAND_MODULES = ("serve", "worker", "db", "demo", "train", "keys", "submit", "jobs", "models", "pull")
@@ -26,7 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        # Ctrl-C where a command has no handler of its own (or a second one during its
+        # shutdown): the conventional status, no traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print("disc: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

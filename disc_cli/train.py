@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 
 
@@ -13,7 +14,9 @@ def register(subparsers) -> None:
         description="Train a LoRA adapter (default) or a full checkpoint on documents and write "
                     "the artifact directory.")
     parser.add_argument("--docs", required=True, metavar="FILE.jsonl",
-                        help="one JSON object per line with a non-empty \"text\" field")
+                        help="one JSON object per line with a non-empty \"text\" field; the API's limits "
+                             "apply: at most DISC_MAX_DOCUMENTS_PER_BATCH documents (default 1000) of at most "
+                             "DISC_MAX_DOCUMENT_CHARS characters each (default 200000)")
     parser.add_argument("--out", required=True, metavar="DIR", help="artifact directory to create")
     from disc_engine.objectives import DEFAULT_METHOD, OBJECTIVES  # torch-free
 
@@ -54,8 +57,10 @@ def _num_splits(value: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {value!r}")
 
 
-def read_documents(path: str) -> list[str]:
-    """The ``text`` of every non-blank line; a bad line is an error naming its number."""
+def read_documents(path: str, *, max_documents: int | None = None,
+                   max_document_chars: int | None = None) -> list[str]:
+    """The ``text`` of every non-blank line; a bad line, or one past the limits, is an error
+    naming its number (checked while reading, so an oversized file is refused early)."""
     documents = []
     try:
         handle = open(path, encoding="utf-8")
@@ -74,6 +79,12 @@ def read_documents(path: str) -> list[str]:
             text = record["text"]
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"{path}:{number}: \"text\" must be a non-empty string")
+            if max_document_chars is not None and len(text) > max_document_chars:
+                raise ValueError(f"{path}:{number}: the document has {len(text)} characters; at most "
+                                 f"{max_document_chars} are accepted (DISC_MAX_DOCUMENT_CHARS)")
+            if max_documents is not None and len(documents) == max_documents:
+                raise ValueError(f"{path}:{number}: more than {max_documents} documents; split the file "
+                                 "or raise DISC_MAX_DOCUMENTS_PER_BATCH")
             documents.append(text)
     if not documents:
         raise ValueError(f"{path} holds no documents")
@@ -86,8 +97,12 @@ def run(args: argparse.Namespace) -> int:
         "num_splits": args.num_splits, "full_finetune": args.full, "seed": args.seed,
         "retention_budget_kl": args.retention_budget,
     }.items() if value is not None}
+    from store.settings import get_settings  # torch-free; the limits the API applies
+
     try:
-        documents = read_documents(args.docs)
+        settings = get_settings()
+        documents = read_documents(args.docs, max_documents=settings.max_documents_per_batch,
+                                   max_document_chars=settings.max_document_chars)
     except ValueError as exc:
         print(f"disc train: {exc}", file=sys.stderr)
         return 2
@@ -103,20 +118,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"disc train: {exc}", file=sys.stderr)
         return 2
 
-    # The bar starts with the first document, so loading the model does not skew its rate.
-    bars = []
+    # One bar per stage (preparing the documents, then training); each starts with its first
+    # document, so loading the model does not skew its rate.
+    bars: dict[str, object] = {}
 
     def show(progress) -> None:
-        if not bars:
-            bars.append(tqdm(total=progress.documents_total, unit="doc", file=sys.stderr))
-        bar = bars[0]
+        if progress.stage not in bars:
+            close_bar()
+            bars[progress.stage] = tqdm(total=progress.documents_total, unit="doc", file=sys.stderr,
+                                        desc=progress.stage, mininterval=0.5)
+        bar = bars[progress.stage]
         bar.n = progress.documents_done
-        bar.set_postfix(epoch=progress.epoch, loss=f"{progress.loss:.4f}",
-                        tok_s=f"{progress.tokens_per_second:.0f}", refresh=False)
+        if progress.stage == "training":
+            bar.set_postfix(epoch=progress.epoch, loss=f"{progress.loss:.4f}",
+                            tok_s=f"{progress.tokens_per_second:.0f}", refresh=False)
         bar.refresh()
 
     def close_bar() -> None:
-        for bar in bars:
+        for bar in bars.values():
             bar.close()
 
     print(f"disc train: {len(documents)} documents, method {config.method}, "
@@ -132,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"disc train: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        # A second Ctrl-C while shutting down must not print a traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         close_bar()
         print("disc train: interrupted"
               + (f"; rerun with --checkpoint-dir {args.checkpoint_dir} to resume"
@@ -143,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"trained {report.documents_trained} of {report.documents_total} documents "
           f"({result.steps} steps, final loss "
           f"{'n/a' if final_loss is None else f'{final_loss:.4f}'}); "
-          f"{len(report.documents_altered)} altered, {len(report.documents_skipped)} skipped")
+          f"{len(report.documents_altered)} altered, {len(report.documents_skipped)} skipped, "
+          f"{len(report.documents_duplicated)} repeated")
     selection = result.metrics.get("epoch_selection")
     if selection is not None:
         for entry in selection["trajectory"]:
@@ -155,5 +177,7 @@ def run(args: argparse.Namespace) -> int:
               + (f"; stopped: {selection['stopped_because']}" if selection["stopped_because"] else ""))
     for item in report.documents_skipped:
         print(f"  skipped document {item['index']}: {item['reason']}")
+    for item in report.documents_duplicated:
+        print(f"  document {item['index']} repeats document {item['same_as']} (trained as often as it appears)")
     print(f"artifact written to {result.artifact_dir}")
     return 0

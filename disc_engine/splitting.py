@@ -58,12 +58,15 @@ def split_sentences(text: str) -> list[str]:
     return [s for s in sentences if s]
 
 
-def prepare_document(text: str, tokenizer) -> PreparedDocument:
+def prepare_document(text: str, tokenizer, *, max_sentence_tokens: int | None = None) -> PreparedDocument:
     """Sentence token ids for one document, ready for ``choose_split_indices`` and ``disc_loss``.
 
     Raises ``EmptyDocumentError`` for empty or whitespace-only text. A document of one sentence
     has no sentence boundary to split at; it is cut at token level into chunks of about
-    ``FALLBACK_CHUNK_TOKENS`` tokens (at least two), and ``alterations`` says so.
+    ``FALLBACK_CHUNK_TOKENS`` tokens (at least two), and ``alterations`` says so. So is any
+    sentence longer than ``max_sentence_tokens``: as one suffix it would leave its teacher no
+    room for a prefix (and be cut to the context), so most of its tokens would teach nothing.
+    The pieces are contiguous, so every token of the document stays in some sentence.
     """
     if not text or not text.strip():
         raise EmptyDocumentError("document is empty or whitespace only")
@@ -76,6 +79,18 @@ def prepare_document(text: str, tokenizer) -> PreparedDocument:
     sentence_ids = [ids for ids in sentence_ids if ids]
     if not sentence_ids:
         raise EmptyDocumentError("document produced no tokens")
+    first_cut = False
+    if max_sentence_tokens is not None and len(sentence_ids) > 1:
+        pieces: list[list[int]] = []
+        for number, ids in enumerate(sentence_ids):
+            chunks = _token_chunks(ids) if len(ids) > max_sentence_tokens else [ids]
+            if len(chunks) > 1:
+                first_cut = first_cut or number == 0
+                alterations.append(
+                    f"sentence {number + 1} has {len(ids)} tokens, more than {max_sentence_tokens}: "
+                    f"split at token level into {len(chunks)} chunks of ~{len(ids) // len(chunks)} tokens")
+            pieces.extend(chunks)
+        sentence_ids = pieces
     if len(sentence_ids) == 1:
         tokens = sentence_ids[0]
         chunks = _token_chunks(tokens)
@@ -85,7 +100,8 @@ def prepare_document(text: str, tokenizer) -> PreparedDocument:
                 f"one sentence: split at token level into {len(chunks)} chunks of ~{len(tokens) // len(chunks)} tokens")
         else:
             alterations.append(f"one sentence of {len(tokens)} token(s): too short to split")
-    spaced = _encode(tokenizer, " " + sentences[0]) if len(sentences) > 1 and len(sentence_ids) > 1 else None
+    spaced = (_encode(tokenizer, " " + sentences[0])
+              if len(sentences) > 1 and len(sentence_ids) > 1 and not first_cut else None)
     return PreparedDocument(
         sentence_ids=sentence_ids,
         token_count=sum(len(ids) for ids in sentence_ids),

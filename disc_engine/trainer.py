@@ -102,6 +102,9 @@ class Progress:
     loss: float            # the latest training step's loss (0.0 before the first)
     tokens_per_second: float
     epoch: int             # 0-based epoch of the document just processed
+    # "preparing": documents split and tokenized before training (documents_* count those);
+    # "training": the optimizer loop.
+    stage: str = "training"
 
 
 @dataclass
@@ -110,6 +113,7 @@ class TrainReport:
     documents_trained: int
     documents_altered: list[dict] = field(default_factory=list)   # {index, reason}
     documents_skipped: list[dict] = field(default_factory=list)   # {index, reason}
+    documents_duplicated: list[dict] = field(default_factory=list)   # {index, same_as}: the same text again
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -200,9 +204,13 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
     # --- documents ---
     prepared = []
     altered: dict[int, str] = {}
+    duplicated: list[dict] = []
+    first_seen: dict[str, int] = {}
+    # A sentence over half the context is cut into chunks, so every split keeps room for a prefix.
+    max_sentence_tokens = max_context // 2 if max_context is not None else None
     for index, text in enumerate(documents):
         try:
-            doc = prepare_document(text, tokenizer)
+            doc = prepare_document(text, tokenizer, max_sentence_tokens=max_sentence_tokens)
         except EmptyDocumentError as exc:
             raise EmptyDocumentError(f"document {index}: {exc}") from exc
         reasons = list(doc.alterations)
@@ -210,7 +218,14 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
             reasons.append(config.objective.context_alteration(doc.token_count, max_context))
         if reasons:
             altered[index] = "; ".join(reasons)
+        # Repeats are trained as often as they appear (a caller may mean the weight) and reported.
+        same_as = first_seen.setdefault(" ".join(text.split()), index)
+        if same_as != index:
+            duplicated.append({"index": index, "same_as": same_as})
         prepared.append(doc)
+        if progress is not None:
+            progress(Progress(documents_done=index + 1, documents_total=len(documents), step=0, loss=0.0,
+                              tokens_per_second=0.0, epoch=0, stage="preparing"))
 
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW([p for _, p in trainable], lr=config.learning_rate,
@@ -306,6 +321,7 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
         documents_trained=len(trained),
         documents_altered=[{"index": i, "reason": r} for i, r in sorted(altered.items())],
         documents_skipped=[{"index": i, "reason": r} for i, r in sorted(skipped.items())],
+        documents_duplicated=duplicated,
     )
     losses = state["losses"]
     metrics = {

@@ -125,7 +125,8 @@ JobStatusName = Literal["queued", "running", "evaluating", "succeeded", "failed"
 
 
 class ProgressPublic(BaseModel):
-    stage: str | None = Field(None, description="waiting, training, evaluating or done, as the worker reports it.")
+    stage: str | None = Field(None, description="waiting, preparing (documents being split and tokenized; documents_done "
+                                 "counts those prepared), training, evaluating or done, as the worker reports it.")
     documents_done: int = 0
     documents_total: int = 0
     epoch: int | None = None

@@ -27,6 +27,9 @@ class ProgressReporter:
         return self._first_done or 0
 
     def __call__(self, progress) -> None:
+        if progress.stage == "preparing":
+            self._preparing(progress)
+            return
         if self._first_done is None:
             # A resumed run starts mid-way: the rate counts only this attempt's documents.
             self._first_done = progress.documents_done - 1
@@ -49,3 +52,11 @@ class ProgressReporter:
             "tokens_per_second": round(progress.tokens_per_second, 2),
             "eta_seconds": round(eta, 1) if eta is not None else None,
         }, heartbeat_at=utcnow())
+
+    def _preparing(self, progress) -> None:
+        now = time.monotonic()
+        if progress.documents_done < progress.documents_total and now - self._last_write < self.interval_s:
+            return
+        self._last_write = now
+        self.record.update(progress={"stage": "preparing", "documents_done": progress.documents_done,
+                                     "documents_total": progress.documents_total}, heartbeat_at=utcnow())

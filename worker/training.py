@@ -57,9 +57,19 @@ def train_version(record: JobRecord, settings: Settings, job: JobInput, config, 
     record_epoch_selection(record, result.metrics.get("epoch_selection"))
     with discarded_on_failure(result.artifact_dir):
         sha256 = storage.directory_sha256(result.artifact_dir)
-        record.event("trained", f"{result.steps} steps; artifact {relpath}",
+        report = result.report
+        # What was skipped, altered or repeated is said in the job's events, document by document.
+        noted = [f"{len(items)} {what}" for what, items in (
+            ("skipped", report.documents_skipped), ("altered", report.documents_altered),
+            ("repeated", report.documents_duplicated)) if items]
+        record.event("trained", f"{result.steps} steps; {report.documents_trained} of {report.documents_total} "
+                                f"documents trained" + (f" ({', '.join(noted)})" if noted else "")
+                                + f"; artifact {relpath}",
                      {"steps": result.steps, "artifact_sha256": sha256,
-                      "documents_trained": result.report.documents_trained,
+                      "documents_trained": report.documents_trained,
+                      "documents_skipped": report.documents_skipped,
+                      "documents_altered": report.documents_altered,
+                      "documents_duplicated": report.documents_duplicated,
                       "resumed_at_document": reporter.resumed_at})
     return TrainedVersion(relpath=relpath, artifact_dir=result.artifact_dir, sha256=sha256, result=result)
 

@@ -96,6 +96,31 @@ def test_one_token_document_cannot_split(tokenizer):
     assert choose_split_indices(doc.sentence_ids, 5, random.Random(0)) == []
 
 
+
+def test_a_sentence_over_the_limit_inside_a_document_is_cut_and_nothing_is_lost(tokenizer):
+    long_sentence = " ".join(f"word{i}" for i in range(200))
+    text = f"Short intro sentence here. {long_sentence}. A short ending."
+    whole = prepare_document(text, tokenizer)
+    doc = prepare_document(text, tokenizer, max_sentence_tokens=64)
+
+    assert len(whole.sentence_ids) == 3 and len(whole.sentence_ids[1]) > 64
+    # The same tokens in the same order, the long sentence now in pieces that fit.
+    assert [t for ids in doc.sentence_ids for t in ids] == [t for ids in whole.sentence_ids for t in ids]
+    assert doc.sentence_ids[0] == whole.sentence_ids[0] and doc.sentence_ids[-1] == whole.sentence_ids[-1]
+    assert max(len(ids) for ids in doc.sentence_ids) <= FALLBACK_CHUNK_TOKENS
+    assert len(doc.alterations) == 1 and doc.alterations[0].startswith(
+        f"sentence 2 has {len(whole.sentence_ids[1])} tokens, more than 64: split at token level into")
+    assert doc.first_sentence_spaced is not None   # the first sentence is whole: still reorderable
+    # Every piece can be a suffix: with "all" each one is distilled with the text before it.
+    assert choose_split_indices(doc.sentence_ids, "all", random.Random(0)) == list(range(1, len(doc.sentence_ids)))
+
+
+def test_a_long_first_sentence_is_cut_and_the_document_is_no_longer_reordered(tokenizer):
+    text = " ".join(f"word{i}" for i in range(200)) + ". Then a short one."
+    doc = prepare_document(text, tokenizer, max_sentence_tokens=64)
+    assert len(doc.sentence_ids) > 3 and doc.first_sentence_spaced is None
+    assert "sentence 1 has" in doc.alterations[0]
+
 # --- choose_split_indices ----------------------------------------------------------------------
 
 def test_k_distinct_sorted_interior_and_last_always_included():

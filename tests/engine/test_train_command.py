@@ -87,3 +87,48 @@ def test_bad_hyperparameters_are_reported_without_training(tmp_path):
     assert result.returncode == 2
     assert "learning_rate: Input should be less than or equal to 1" in result.stderr
     assert not (tmp_path / "v1").exists()
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("DISC_MAX_DOCUMENTS_PER_BATCH", "2", ":3: more than 2 documents"),
+    ("DISC_MAX_DOCUMENT_CHARS", "85", ":1: the document has 89 characters; at most 85 are accepted"),
+])
+def test_the_api_s_input_limits_apply_and_name_the_line(tmp_path, monkeypatch, variable, value, message):
+    monkeypatch.setenv(variable, value)
+    docs = _write_jsonl(tmp_path / "docs.jsonl", DOCS)
+    result = _disc("--docs", docs, "--out", str(tmp_path / "v1"))
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not (tmp_path / "v1").exists()
+
+
+def test_repeats_are_reported_and_preparing_has_its_own_bar(tiny_model, tmp_path):
+    docs = _write_jsonl(tmp_path / "docs.jsonl", [DOCS[0], DOCS[1], DOCS[0]])
+    result = _disc("--docs", docs, "--out", str(tmp_path / "v1"), "--base", tiny_model, "--epochs", "1")
+    assert result.returncode == 0, result.stderr
+    assert "document 2 repeats document 0 (trained as often as it appears)" in result.stdout
+    assert "preparing" in result.stderr and "training" in result.stderr
+
+
+def test_a_second_ctrl_c_during_shutdown_exits_quietly_with_130(tiny_model, tmp_path):
+    import signal
+    import time
+
+    docs = _write_jsonl(tmp_path / "docs.jsonl", DOCS * 40)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "disc_cli.main", "train", "--docs", docs, "--out", str(tmp_path / "v1"),
+         "--base", tiny_model, "--epochs", "20", "--checkpoint-dir", str(tmp_path / "ckpt")],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stderr = ""
+    deadline = time.monotonic() + 300
+    while "training" not in stderr and time.monotonic() < deadline:   # the training bar is up
+        char = process.stderr.read(1)
+        assert char, f"disc train ended before training: {stderr}"
+        stderr += char
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, rest = process.communicate(timeout=120)
+    stderr += rest
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted; rerun with --checkpoint-dir" in stderr

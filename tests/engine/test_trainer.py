@@ -371,3 +371,24 @@ def test_an_unwritable_output_is_refused_before_the_model_loads(tiny_model, tmp_
         train(DOCS[:1], out_dir=str(tmp_path / "v1"), checkpoint_dir=str(blocker / "ckpt"),
               base_model=tiny_model, config=TrainConfig(**FAST))
     assert time.perf_counter() - started < 5 and not (tmp_path / "v1").exists()
+
+
+def test_a_sentence_longer_than_the_context_is_trained_in_chunks_and_reported(tiny_model, tmp_path):
+    long_sentence = " ".join(f"word{i}" for i in range(300))
+    result = train([f"Short intro sentence here. {long_sentence}."], out_dir=str(tmp_path / "v"),
+                   base_model=tiny_model, config=TrainConfig(epochs=1, num_splits="all", max_context=128, **FAST))
+    reason = result.report.documents_altered[0]["reason"]
+    assert "sentence 2 has" in reason and "more than 64: split at token level" in reason
+    assert "exceed the 128-token context" in reason
+    assert result.report.documents_trained == 1 and result.losses[0] > 0
+
+
+def test_repeated_documents_are_trained_and_reported_and_preparing_shows_progress(tiny_model, tmp_path):
+    seen = []
+    result = train([DOCS[0], DOCS[1], "  " + DOCS[0].replace(" ", "\n", 1)], out_dir=str(tmp_path / "v"),
+                   base_model=tiny_model, progress=seen.append, config=TrainConfig(epochs=1, **FAST))
+    assert result.report.documents_duplicated == [{"index": 2, "same_as": 0}]
+    assert result.report.documents_trained == 3 and result.steps == 3
+    preparing = [(p.documents_done, p.documents_total) for p in seen if p.stage == "preparing"]
+    assert preparing == [(1, 3), (2, 3), (3, 3)]
+    assert [p.stage for p in seen] == ["preparing"] * 3 + ["training"] * 3

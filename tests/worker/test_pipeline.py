@@ -145,6 +145,33 @@ def test_a_run_that_trains_nothing_or_diverges_fails_with_its_own_code(sqlite_en
     assert job.attempts == 1 and _versions(sqlite_env) == []
 
 
+
+def test_skipped_and_repeated_documents_are_said_in_the_job_s_events(sqlite_env):
+    env = sqlite_env
+    job_id = env.add_job([DOCUMENTS[0], "Hello.", DOCUMENTS[0]])
+    assert env.run(job_id) == Outcome.succeeded
+    with env.session_factory() as session:
+        trained = next(e for e in repo.list_job_events(session, job_id) if e.kind == "trained")
+    assert "2 of 3 documents trained (1 skipped, 1 altered, 1 repeated)" in trained.message
+    assert trained.data["documents_duplicated"] == [{"index": 2, "same_as": 0}]
+    assert [item["index"] for item in trained.data["documents_skipped"]] == [1]
+
+
+def test_preparing_documents_is_a_job_stage(sqlite_env):
+    from disc_engine.trainer import Progress
+    from worker.progress import ProgressReporter
+
+    env = sqlite_env
+    job_id = env.add_job()
+    claim = claim_job(env.session_factory, env.settings, job_id)
+    reporter = ProgressReporter(JobRecord(env.session_factory, job_id, claim.attempt), interval_s=0)
+    reporter(Progress(documents_done=2, documents_total=2, step=0, loss=0.0, tokens_per_second=0.0, epoch=0,
+                      stage="preparing"))
+    assert _job(env, job_id).progress == {"stage": "preparing", "documents_done": 2, "documents_total": 2}
+    reporter(Progress(documents_done=1, documents_total=2, step=1, loss=2.5, tokens_per_second=9.0, epoch=0))
+    progress = _job(env, job_id).progress
+    assert progress["stage"] == "training" and progress["documents_done"] == 1 and progress["step"] == 1
+
 def test_missing_base_model_fails_with_a_message_not_a_traceback(tmp_path, sqlite_env):
     env = sqlite_env
     with env.session_factory() as session:
