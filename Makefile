@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test services browser bench clean
+.PHONY: install demo lint test services browser bench clean
 
 install: $(STAMP)
 
@@ -26,7 +26,10 @@ services:
 browser:
 	bash scripts/ensure-browser.sh
 
-test: install services browser
+lint: install
+	$(BIN)/ruff check .
+
+test: install lint services browser
 	$(BIN)/python -m pytest -q
 
 bench: install

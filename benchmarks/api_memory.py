@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -121,7 +120,8 @@ def start_server(env: dict[str, str], port: int) -> subprocess.Popen:
 
 
 def create_key(env: dict[str, str], scopes: str) -> str:
-    result = subprocess.run(disc_argv("keys", "create", "--name", "memory", "--scopes", scopes), env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    result = subprocess.run(disc_argv("keys", "create", "--name", "memory", "--scopes", scopes), env=env,
+                            cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     return result.stdout.strip()
 
 

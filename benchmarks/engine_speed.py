@@ -54,7 +54,8 @@ SENTENCE_POOL = [
     "The bridge also carries a tram line that links Varnholt's old town with the new airport on Skerra Island.",
     "Mayor Ilse Brandvik called the opening a turning point and promised free tram rides until the end of the year.",
     "Engineers will monitor the structure with 4,000 embedded sensors that report strain and vibration every second.",
-    "The Orlen Institute announced on Tuesday that its fusion test reactor had run for eleven minutes without interruption.",
+    "The Orlen Institute announced on Tuesday that its fusion test reactor had run for eleven minutes "
+    "without interruption.",
     "Physicist Tomas Ekwueme, who leads the programme, said the plasma stayed stable at 150 million degrees.",
     "The previous record, set by a Korean laboratory in 2029, was just under four minutes.",
     "Funding for the next phase, about 600 million dollars, will come from a consortium of nine universities.",
@@ -250,8 +251,8 @@ def run_mode(args, mode: str, tokenizer) -> None:
     steps = args.repeats * len(documents)
     print(f"\n## {mode}: {len(documents)} documents of {SENTENCES_PER_DOCUMENT} sentences "
           f"({min(tokens)}-{max(tokens)} tokens), {NUM_SPLITS} splits, median of {steps} steps each")
-    print(f"| method | median step (s) | vs disc_loss | peak extra memory (MiB) |")
-    print(f"|---|---|---|---|")
+    print("| method | median step (s) | vs disc_loss | peak extra memory (MiB) |")
+    print("|---|---|---|---|")
     for method in METHODS:
         print(f"| {method} | {medians[method]:.3f} | {medians[method] / medians['disc_loss']:.2f}x "
               f"| {memory[method]:.0f} |")
@@ -281,7 +282,8 @@ def main(argv=None) -> None:
     print(f"# engine speed: {args.model} on {args.device}"
           f"{' (bf16 autocast)' if args.device == 'cuda' else ' (fp32, 2 threads)'}, torch {torch.__version__}")
     memory_note = ("peak RSS during one step minus RSS before it, one fresh process per method"
-                   if args.device == "cpu" else "torch.cuda.max_memory_allocated during one step minus allocated before")
+                   if args.device == "cpu"
+                   else "torch.cuda.max_memory_allocated during one step minus allocated before")
     print(f"memory: {memory_note}")
     for mode in ("lora", "full") if args.full_ft else ("lora",):
         run_mode(args, mode, tokenizer)

@@ -142,7 +142,7 @@ def start_stack(args) -> Stack:
                     break
                 except redis.ConnectionError:
                     if time.monotonic() > deadline or redis_proc.poll() is not None:
-                        raise RuntimeError("the private redis-server did not start")
+                        raise RuntimeError("the private redis-server did not start") from None
                     time.sleep(0.1)
 
         settings = Settings(database_url=database_url, broker_url=broker_url, home=work,
@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             asyncio.run(asyncio.wait_for(run_load(stack.url, stack.token, args, results), args.max_seconds))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             print(f"gave up after {args.max_seconds:.0f} s", file=sys.stderr)
             return 2
         problems = list(results.errors)

@@ -164,7 +164,8 @@ def run(args) -> int:
     base_url = f"http://127.0.0.1:{port}"
     children: list[Child] = []
     try:
-        children.append(Child("worker", disc_argv("worker", "--loglevel", "info", "--reconcile-every", "2"), env, home / "worker.log"))
+        children.append(Child("worker", disc_argv("worker", "--loglevel", "info", "--reconcile-every", "2"), env,
+                              home / "worker.log"))
         children.append(Child("API", disc_argv("serve", "--port", str(port), "--log-level", "warning"), env,
                               home / "api.log"))
         with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
@@ -241,7 +242,8 @@ def print_trajectory(events: list[dict]) -> None:
     print(f"  {'epoch':>5}  {'KL to parent':>12}  {'gap closed':>10}  verdict")
     for point in epochs:
         verdict = "kept" if point["kept"] else ("over budget" if not point["within_budget"] else "no gain")
-        print(f"  {point['epoch']:>5}  {point['retention_kl_vs_parent']:>12.4f}  {point['knowledge']:>10.2f}  {verdict}")
+        print(f"  {point['epoch']:>5}  {point['retention_kl_vs_parent']:>12.4f}  {point['knowledge']:>10.2f}  "
+              f"{verdict}")
     chosen = next((e for e in reversed(events) if e["kind"] == "epoch_selected"), None)
     if chosen:
         print(f"  {chosen['message']}")

@@ -5,8 +5,16 @@ from __future__ import annotations
 import argparse
 import itertools
 
-from disc_cli.connection import (EXIT_OK, JOB_EXIT, client_parser, command, follow, make_client, print_job_outcome,
-                                 print_json)
+from disc_cli.connection import (
+    EXIT_OK,
+    JOB_EXIT,
+    client_parser,
+    command,
+    follow,
+    make_client,
+    print_job_outcome,
+    print_json,
+)
 
 
 def register(subparsers) -> None:

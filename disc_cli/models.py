@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from disc_cli.connection import (EXIT_OK, client_parser, command, make_client, print_json, scores_lines, version_line,
-                                 version_number)
+from disc_cli.connection import (
+    EXIT_OK,
+    client_parser,
+    command,
+    make_client,
+    print_json,
+    scores_lines,
+    version_line,
+    version_number,
+)
 
 
 def register(subparsers) -> None:

@@ -6,8 +6,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from disc_cli.connection import (EXIT_CONFLICT, EXIT_OK, client_parser, command, make_client, print_json,
-                                 version_or_latest)
+from disc_cli.connection import (
+    EXIT_CONFLICT,
+    EXIT_OK,
+    client_parser,
+    command,
+    make_client,
+    print_json,
+    version_or_latest,
+)
 
 
 def register(subparsers) -> None:

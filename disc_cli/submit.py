@@ -7,8 +7,17 @@ import json
 import sys
 from pathlib import Path
 
-from disc_cli.connection import (EXIT_OK, EXIT_USAGE, JOB_EXIT, client_parser, command, follow, make_client,
-                                 print_job_outcome, print_json)
+from disc_cli.connection import (
+    EXIT_OK,
+    EXIT_USAGE,
+    JOB_EXIT,
+    client_parser,
+    command,
+    follow,
+    make_client,
+    print_job_outcome,
+    print_json,
+)
 
 
 def register(subparsers) -> None:
@@ -18,7 +27,8 @@ def register(subparsers) -> None:
                     "as one update. With --wait, show the job's progress and end with the new version's scores.")
     parser.add_argument("documents", type=Path, metavar="FILE.jsonl", help="the documents, one JSON object a line")
     parser.add_argument("--probes", type=Path, default=None, metavar="FILE",
-                        help="multiple-choice probes: JSONL or a JSON array of {question, options, answer, document_id}")
+                        help="multiple-choice probes: JSONL or a JSON array of "
+                             "{question, options, answer, document_id}")
     parser.add_argument("--lineage", default=None, help="lineage to update (default: the key's or the service's)")
     from disc_engine.objectives import DEFAULT_METHOD, OBJECTIVES  # torch-free: the one list of methods
 

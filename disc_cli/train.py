@@ -54,7 +54,7 @@ def _num_splits(value: str) -> int | str:
     try:
         return int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {value!r}")
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {value!r}") from None
 
 
 def read_documents(path: str, *, max_documents: int | None = None,

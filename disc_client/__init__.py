@@ -13,11 +13,30 @@ pydantic only: torch is imported by nothing here.
 """
 
 from disc_client.client import AUTO, DEFAULT_URL, TERMINAL_STATUSES, Client, JobPages
-from disc_client.errors import (APIConnectionError, APIError, ArtifactError, AuthenticationError, ConflictError,
-                                DestinationExists, DiscError, InvalidRequestError, NotFoundError,
-                                PermissionDeniedError, RateLimitError, ServerError, WaitTimeout)
-from service.schemas import (AliasMovePublic, JobEventPublic, JobPublic, JobsPublic, LineagePublic,
-                             ProgressPublic, VersionPublic)
+from disc_client.errors import (
+                                APIConnectionError,
+                                APIError,
+                                ArtifactError,
+                                AuthenticationError,
+                                ConflictError,
+                                DestinationExists,
+                                DiscError,
+                                InvalidRequestError,
+                                NotFoundError,
+                                PermissionDeniedError,
+                                RateLimitError,
+                                ServerError,
+                                WaitTimeout,
+)
+from service.schemas import (
+                                AliasMovePublic,
+                                JobEventPublic,
+                                JobPublic,
+                                JobsPublic,
+                                LineagePublic,
+                                ProgressPublic,
+                                VersionPublic,
+)
 
 __all__ = [
     "AUTO", "DEFAULT_URL", "TERMINAL_STATUSES", "Client", "JobPages",

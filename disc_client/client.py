@@ -17,9 +17,22 @@ from pydantic import BaseModel
 
 from disc_client._transport import Transport
 from disc_client.errors import APIConnectionError, ArtifactError, WaitTimeout
-from service.schemas import (AliasHistoryPublic, AliasMovePublic, DocumentIn, Hyperparameters, JobEventPublic,
-                             JobEventsPublic, JobPublic, JobsPublic, LineagePublic, LineagesPublic, ProbeIn,
-                             PromotionIn, VersionPublic, VersionsPublic)
+from service.schemas import (
+    AliasHistoryPublic,
+    AliasMovePublic,
+    DocumentIn,
+    Hyperparameters,
+    JobEventPublic,
+    JobEventsPublic,
+    JobPublic,
+    JobsPublic,
+    LineagePublic,
+    LineagesPublic,
+    ProbeIn,
+    PromotionIn,
+    VersionPublic,
+    VersionsPublic,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
@@ -65,7 +78,7 @@ class Client:
     def close(self) -> None:
         self._transport.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc_info) -> None:

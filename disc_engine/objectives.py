@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 DEFAULT_METHOD = "disc"
 # The FT+KL baseline keeps the paper's temperature; ``TrainConfig.temperature`` is DiSC's.

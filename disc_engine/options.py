@@ -12,8 +12,17 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError,
-                      field_validator, model_validator)
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from disc_engine.objectives import DEFAULT_METHOD, OBJECTIVES
 
@@ -70,7 +79,8 @@ class TrainConfig(BaseModel):
     learning_rate: Number = Field(DEFAULT_LEARNING_RATE, gt=0, le=1,
                                   description="Constant AdamW learning rate, in (0, 1].")
     epochs: Integer = Field(DEFAULT_EPOCHS, ge=1, le=20,
-                              description="Passes over the documents (1..20), each in a freshly shuffled (seeded) order.")
+                              description="Passes over the documents (1..20), each in a freshly shuffled "
+                                          "(seeded) order.")
     num_splits: Annotated[Integer, Field(ge=1, le=64)] | Literal["all"] = Field(
         5, description="DiSC split points per document (k, 1..64): k-1 random sentences plus the last; "
                        "\"all\" uses every sentence after the first.")
@@ -94,7 +104,8 @@ class TrainConfig(BaseModel):
                     "itself if none fits). Default 0.6 (chosen on the tuning corpora). A bound of 100 keeps "
                     "every epoch's gain; to the engine, None means no check at all.")
     checkpoint_every: Integer = Field(10, ge=1,
-                                        description="Documents between resumable checkpoints (when a checkpoint directory is given).")
+                                        description="Documents between resumable checkpoints (when a "
+                                                    "checkpoint directory is given).")
     max_context: Integer | None = Field(
         None, ge=2, description="Longest input in tokens; longer documents are truncated or windowed. "
                                 "Default: the model's max_position_embeddings.")
@@ -107,7 +118,7 @@ class TrainConfig(BaseModel):
         return values
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Build from user-supplied options; the error names every field that is wrong or unknown."""
         if isinstance(values, dict):
             unknown = sorted(map(str, set(values) - set(cls.model_fields)))
@@ -213,7 +224,7 @@ class ProbeSpec(BaseModel):
         return options
 
     @model_validator(mode="after")
-    def _answer_in_range(self) -> "ProbeSpec":
+    def _answer_in_range(self) -> ProbeSpec:
         if self.answer >= len(self.options):
             raise ValueError(f"answer {self.answer} is out of range for the {len(self.options)} options "
                              f"(0..{len(self.options) - 1})")

@@ -18,10 +18,11 @@ import random
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 # torch is imported inside the functions that train, so that importing the engine's options
 # (disc_engine.options, which the service uses) never loads it.
@@ -134,7 +135,7 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
           checkpoint_dir: str | None = None,
           should_stop: Callable[[], bool] | None = None,
           device: str | None = None,
-          epoch_selector: "EpochSelector | None" = None) -> TrainResult:
+          epoch_selector: EpochSelector | None = None) -> TrainResult:
     """Train on ``documents`` starting from ``parent`` (or ``base_model``) and write an artifact.
 
     ``parent`` is a previous version's artifact directory; ``base_model`` defaults to the one

@@ -10,7 +10,6 @@ from service.middleware import AuthGateMiddleware, BodyLimitMiddleware
 from store.db import get_engine, session_factory
 from store.settings import Settings, get_settings
 
-
 API_DESCRIPTION = """
 Submit documents; a worker distils them into a new version of the model (DiSC: Distillation
 via Split Contexts); read progress, scores and artifacts.

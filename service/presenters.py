@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from service.schemas import (AliasMovePublic, JobErrorPublic, JobEventPublic, JobPublic, LineagePublic,
-                             ProgressPublic, VersionPublic)
+from service.schemas import (
+    AliasMovePublic,
+    JobErrorPublic,
+    JobEventPublic,
+    JobPublic,
+    LineagePublic,
+    ProgressPublic,
+    VersionPublic,
+)
 from store import repo
 from store.models import AliasHistory, Job, JobEvent, ModelVersion
 from store.settings import Settings

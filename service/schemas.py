@@ -13,7 +13,7 @@ import unicodedata
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from disc_engine.options import MethodName as Method
 from disc_engine.options import Number, ProbeSpec, TrainConfig, api_fields, storable_text
@@ -87,7 +87,8 @@ class DocumentIn(_Request):
 # Every training option a client may set, with the engine's own bounds and help; left out or
 # null means the engine's default.
 Hyperparameters = create_model(
-    "Hyperparameters", __base__=_Request, __doc__="Training options the engine accepts; anything else is refused by name.",
+    "Hyperparameters", __base__=_Request,
+    __doc__="Training options the engine accepts; anything else is refused by name.",
     **api_fields())
 
 
@@ -125,8 +126,9 @@ JobStatusName = Literal["queued", "running", "evaluating", "succeeded", "failed"
 
 
 class ProgressPublic(BaseModel):
-    stage: str | None = Field(None, description="waiting, preparing (documents being split and tokenized; documents_done "
-                                 "counts those prepared), training, evaluating or done, as the worker reports it.")
+    stage: str | None = Field(None, description=(
+        "waiting, preparing (documents being split and tokenized; documents_done counts those prepared), "
+        "training, evaluating or done, as the worker reports it."))
     documents_done: int = 0
     documents_total: int = 0
     epoch: int | None = None

@@ -28,7 +28,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
@@ -95,7 +95,7 @@ class Manifest:
     directory_sha256: str
     files: tuple[ManifestFile, ...]
     archive: Archive | None = None
-    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     format: str = MANIFEST_FORMAT
 
     @property
@@ -106,7 +106,7 @@ class Manifest:
         return json.dumps(asdict(self), indent=1, sort_keys=True).encode("utf-8")
 
     @classmethod
-    def from_json(cls, data: bytes, key: str) -> "Manifest":
+    def from_json(cls, data: bytes, key: str) -> Manifest:
         try:
             raw = json.loads(data)
             if raw.get("format") != MANIFEST_FORMAT:
@@ -120,7 +120,7 @@ class Manifest:
             raise ArtifactCorrupt(f"the manifest of {key} is unreadable ({exc})") from exc
 
     @classmethod
-    def of_directory(cls, key: str, root: Path, archive: Archive | None = None) -> "Manifest":
+    def of_directory(cls, key: str, root: Path, archive: Archive | None = None) -> Manifest:
         """Hash every file once: its own sha256 and its share of the directory checksum."""
         directory = hashlib.sha256()
         files = []
@@ -173,7 +173,7 @@ class Fetched:
             self._release()
             self._release = None
 
-    def __enter__(self) -> "Fetched":
+    def __enter__(self) -> Fetched:
         return self
 
     def __exit__(self, *exc) -> None:

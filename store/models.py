@@ -9,11 +9,24 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Enum, Float, ForeignKey, Index, Integer,
-                        MetaData, String, Text, UniqueConstraint)
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING_CONVENTION = {
@@ -26,7 +39,7 @@ NAMING_CONVENTION = {
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_id() -> str:
@@ -75,7 +88,7 @@ class Lineage(Base):
     base_model: Mapped[str] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    versions: Mapped[list["ModelVersion"]] = relationship(back_populates="lineage", order_by="ModelVersion.number")
+    versions: Mapped[list[ModelVersion]] = relationship(back_populates="lineage", order_by="ModelVersion.number")
 
 
 class UpdateBatch(Base):
@@ -91,7 +104,7 @@ class UpdateBatch(Base):
     api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    documents: Mapped[list["Document"]] = relationship(back_populates="batch", order_by="Document.position")
+    documents: Mapped[list[Document]] = relationship(back_populates="batch", order_by="Document.position")
 
 
 class Document(Base):
@@ -137,9 +150,9 @@ class Job(Base):
 
     batch: Mapped[UpdateBatch] = relationship()
     lineage: Mapped[Lineage] = relationship()
-    parent_version: Mapped["ModelVersion | None"] = relationship(foreign_keys=[parent_version_id])
-    result_version: Mapped["ModelVersion | None"] = relationship(foreign_keys=[result_version_id])
-    events: Mapped[list["JobEvent"]] = relationship(back_populates="job", order_by="JobEvent.id")
+    parent_version: Mapped[ModelVersion | None] = relationship(foreign_keys=[parent_version_id])
+    result_version: Mapped[ModelVersion | None] = relationship(foreign_keys=[result_version_id])
+    events: Mapped[list[JobEvent]] = relationship(back_populates="job", order_by="JobEvent.id")
 
 
 class JobEvent(Base):
@@ -167,7 +180,8 @@ class ModelVersion(Base):
     lineage_id: Mapped[int] = mapped_column(ForeignKey("lineages.id"), index=True)
     number: Mapped[int] = mapped_column(Integer)
     parent_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
-    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", use_alter=True, name="fk_model_versions_job_id_jobs"))
+    job_id: Mapped[str | None] = mapped_column(
+        ForeignKey("jobs.id", use_alter=True, name="fk_model_versions_job_id_jobs"))
     method: Mapped[str] = mapped_column(String(16))
     base_model: Mapped[str] = mapped_column(String(500))
     base_model_checksum: Mapped[str | None] = mapped_column(String(64))
@@ -181,8 +195,8 @@ class ModelVersion(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     lineage: Mapped[Lineage] = relationship(back_populates="versions")
-    parent: Mapped["ModelVersion | None"] = relationship(remote_side=[id])
-    scores: Mapped[list["EvaluationScore"]] = relationship(back_populates="version", order_by="EvaluationScore.name")
+    parent: Mapped[ModelVersion | None] = relationship(remote_side=[id])
+    scores: Mapped[list[EvaluationScore]] = relationship(back_populates="version", order_by="EvaluationScore.name")
 
 
 class EvaluationScore(Base):
@@ -211,7 +225,7 @@ class Alias(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     version: Mapped[ModelVersion] = relationship()
-    history: Mapped[list["AliasHistory"]] = relationship(back_populates="alias", order_by="AliasHistory.id")
+    history: Mapped[list[AliasHistory]] = relationship(back_populates="alias", order_by="AliasHistory.id")
 
 
 class AliasHistory(Base):

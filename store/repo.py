@@ -20,8 +20,21 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from store.models import (Alias, AliasHistory, ApiKey, Document, EvaluationScore, Job, JobEvent, JobStatus, Lineage,
-                          ModelVersion, UpdateBatch, VersionState, utcnow)
+from store.models import (
+    Alias,
+    AliasHistory,
+    ApiKey,
+    Document,
+    EvaluationScore,
+    Job,
+    JobEvent,
+    JobStatus,
+    Lineage,
+    ModelVersion,
+    UpdateBatch,
+    VersionState,
+    utcnow,
+)
 from store.names import LINEAGE_NAME, LINEAGE_NAME_RULE
 
 LATEST = "latest"

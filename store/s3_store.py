@@ -27,9 +27,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from store import storage
-from store.artifact_store import (MANIFEST_NAME, Archive, ArtifactCorrupt, ArtifactMissing, ArtifactStore,
-                                  Download, Fetched, Manifest, StoreError, StoreUnavailable, check_key,
-                                  verify_files)
+from store.artifact_store import (
+    MANIFEST_NAME,
+    Archive,
+    ArtifactCorrupt,
+    ArtifactMissing,
+    ArtifactStore,
+    Download,
+    Fetched,
+    Manifest,
+    StoreError,
+    StoreUnavailable,
+    check_key,
+    verify_files,
+)
 from store.content_cache import ContentCache
 from store.settings import Settings
 
@@ -40,8 +51,14 @@ DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
 
 def _translate(exc: Exception, what: str) -> Exception:
     """botocore's errors as the store's: unreachable or failing servers are worth a retry."""
-    from botocore.exceptions import (BotoCoreError, ClientError, ConnectionError, EndpointConnectionError,
-                                     HTTPClientError, NoCredentialsError)
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectionError,
+        EndpointConnectionError,
+        HTTPClientError,
+        NoCredentialsError,
+    )
 
     if isinstance(exc, ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)

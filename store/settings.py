@@ -32,9 +32,12 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = Field(
         "development", description="production refuses unsafe settings (no authentication).")
     home: Path = Field(Path(".disc"), description="Folder for the embedded default's files.")
-    database_url: str | None = Field(None, description="postgresql://… or sqlite:///path; default: SQLite in DISC_HOME.")
-    broker_url: str | None = Field(None, description="redis://host:port/n, or the embedded SQLite transport by default.")
-    artifact_dir: Path | None = Field(None, description="The local artifact folder when DISC_ARTIFACT_URL is not set; default DISC_HOME/artifacts.")
+    database_url: str | None = Field(None, description="postgresql://… or sqlite:///path; "
+                                                      "default: SQLite in DISC_HOME.")
+    broker_url: str | None = Field(None, description="redis://host:port/n, or the embedded SQLite transport "
+                                                    "by default.")
+    artifact_dir: Path | None = Field(None, description="The local artifact folder when DISC_ARTIFACT_URL is not "
+                                                       "set; default DISC_HOME/artifacts.")
     artifact_url: str | None = Field(
         None, description="Where versions, checkpoints and evaluation caches live: file:///path or "
                           "s3://bucket/prefix (endpoint and credentials from the standard AWS_* variables). "
@@ -51,7 +54,8 @@ class Settings(BaseSettings):
                                                      "default DISC_HOME/cache.")
     cache_max_bytes: int = Field(20 * 1024**3, ge=0, description="Size bound of the local cache; least recently "
                                                                  "used entries are evicted past it.")
-    base_model: str = Field(DEFAULT_BASE_MODEL, description="Base model of new lineages: a Hugging Face id, a local path or the default's name.")
+    base_model: str = Field(DEFAULT_BASE_MODEL, description="Base model of new lineages: a Hugging Face id, a "
+                                                            "local path or the default's name.")
     default_lineage: str = Field("default", description="Lineage used when an update names none.")
     public_url: str = Field("", description="Prefix for artifact URLs in API answers (empty: relative URLs).")
 
@@ -87,7 +91,9 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(6 * 3600, ge=60, description="Redis redelivery timeout: above the longest job.")
     job_max_attempts: int = Field(3, ge=1, description="A job failing this many times ends as failed.")
     reconcile_after_s: int = Field(60, ge=1, description="A queued job not picked up after this long is sent again.")
-    stale_heartbeat_s: float = Field(120.0, ge=15, description="A running job whose heartbeat (every 10 s) is older than this belongs to a dead worker and is taken up again.")
+    stale_heartbeat_s: float = Field(120.0, ge=15, description=(
+        "A running job whose heartbeat (every 10 s) is older than this belongs to a dead worker and is taken up "
+        "again."))
 
     # Promotion policy: a new version becomes `latest` only within these retention bounds.
     # Above the engine's retention budget (0.6, measured on 16 prompts while training) by a margin
@@ -97,7 +103,7 @@ class Settings(BaseSettings):
     promote_min_format_compliance: float = Field(0.0, ge=0, le=1)
 
     @model_validator(mode="after")
-    def _fill_defaults(self) -> "Settings":
+    def _fill_defaults(self) -> Settings:
         if self.database_url is None:
             self.database_url = f"sqlite:///{(self.home / 'disc.sqlite').resolve()}"
         if self.broker_url is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
@@ -40,7 +40,7 @@ class LineageLock:
         self.session: Session | None = None
         self._file = None
 
-    def __enter__(self) -> "LineageLock":
+    def __enter__(self) -> LineageLock:
         self.acquire()
         return self
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from store import storage
 from store.settings import Settings
@@ -86,4 +87,5 @@ def record_epoch_selection(record: JobRecord, selection: dict | None) -> None:
     best = selection["best_epoch"]
     record.event("epoch_selected", f"kept epoch {best}" + (" (the parent unchanged)" if best == 0 else "")
                  + (f"; stopped: {selection['stopped_because']}" if selection.get("stopped_because") else ""),
-                 {"best_epoch": best, "budget": selection["budget"], "stopped_because": selection.get("stopped_because")})
+                 {"best_epoch": best, "budget": selection["budget"],
+                  "stopped_because": selection.get("stopped_because")})

@@ -17,6 +17,7 @@ Prints one line per (method, lr, epoch) and appends JSON lines to ``--out``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import tempfile
@@ -79,8 +80,11 @@ def full_retention(model, tokenizer, *, max_new_tokens: int = 128) -> dict:
     """The retention item sets (``retention_items``), each >= 100 items: IFEval-type instruction
     compliance checked by the IFEval verifier code (strict reading), and general multiple-choice
     accuracy over all 120 questions; per-item results kept for intervals."""
-    from benchmarks.knowledge_update.retention_items import (check_instruction, load_general_questions,
-                                                             load_instruction_items)
+    from benchmarks.knowledge_update.retention_items import (
+        check_instruction,
+        load_general_questions,
+        load_instruction_items,
+    )
     from disc_engine.evaluation._common import chat_prompt_ids, greedy_generate
     from disc_engine.evaluation.probes import probe_predictions
 
@@ -90,8 +94,10 @@ def full_retention(model, tokenizer, *, max_new_tokens: int = 128) -> dict:
     followed = [1.0 if check_instruction(item, tokenizer.decode(g.tokens, skip_special_tokens=True).strip())
                 else 0.0 for item, g in zip(items, generations)]
     questions = load_general_questions()
-    right = [1.0 if p == q["answer"] else 0.0 for p, q in zip(probe_predictions(model, tokenizer, questions), questions)]
-    return {"instruction_compliance": sum(followed) / len(followed), "instruction_compliance_ci": bootstrap_interval(followed),
+    predictions = probe_predictions(model, tokenizer, questions)
+    right = [1.0 if p == q["answer"] else 0.0 for p, q in zip(predictions, questions)]
+    return {"instruction_compliance": sum(followed) / len(followed),
+            "instruction_compliance_ci": bootstrap_interval(followed),
             "n_instructions": len(followed), "instruction_followed": followed,
             "general_accuracy": sum(right) / len(right), "general_accuracy_ci": bootstrap_interval(right),
             "n_general": len(right), "general_correct": right}
@@ -190,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         print(summarize(args.summarize, args.plot))
         return 0
 
-    from disc_engine.budget import EpochSelector, RetentionBudget
     from benchmarks.knowledge_update.corpus import generate_corpus
+    from disc_engine.budget import EpochSelector, RetentionBudget
     from disc_engine.evaluation.epoch_check import EpochCheck
     from disc_engine.models import DEFAULT_MODEL, load_tokenizer
     from disc_engine.trainer import TrainConfig, train
@@ -223,9 +229,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"unknown method {method!r}; known: {', '.join(METHODS)}")
             check = EpochCheck(tokenizer, documents)
             rows: list[dict] = []
+            epochs = itertools.count()   # measure is called once for the untouched model, then after every epoch
 
-            def measure(model, _check=check, _rows=rows, _method=method, _lr=lr, _epoch=[0]):
-                epoch, _epoch[0] = _epoch[0], _epoch[0] + 1
+            def measure(model, _check=check, _rows=rows, _method=method, _lr=lr, _epochs=epochs):
+                epoch = next(_epochs)
                 scores = _check(model)
                 if epoch not in (0, args.epochs) and epoch % args.measure_every:
                     return scores

@@ -10,11 +10,12 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from disc_engine.objectives import METHODS  # torch-free; every registered objective
+
 PARAMETERIZATIONS = ("lora", "full")
 
 # LoRA moves few weights and needs rates one to two orders of magnitude above full fine-tuning
@@ -197,7 +198,7 @@ def _record(settings: Settings, corpus: list[dict], probes: list[dict], baseline
 
     return {
         "title": "Knowledge update vs. capability retention",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "settings": asdict(settings),
         "corpus": {"documents": len(corpus), "probes": len(probes),
                    "sentences": sum(len(doc["sentences"]) for doc in corpus), "seed": settings.seed},
@@ -279,7 +280,7 @@ def _rates(text: str) -> list[float]:
     try:
         rates = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"learning rates must be comma-separated numbers, got {text!r}")
+        raise argparse.ArgumentTypeError(f"learning rates must be comma-separated numbers, got {text!r}") from None
     if not rates or any(not 0 < r <= 1 for r in rates):
         raise argparse.ArgumentTypeError(f"learning rates must be in (0, 1], got {text!r}")
     return rates
@@ -301,9 +302,9 @@ def _splits(text: str) -> int | str:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--splits takes a positive integer or 'all', got {text!r}")
+        raise argparse.ArgumentTypeError(f"--splits takes a positive integer or 'all', got {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"--splits takes a positive integer or 'all', got {text!r}")
+        raise argparse.ArgumentTypeError(f"--splits takes a positive integer or 'all', got {text!r}") from None
     return value
 
 

@@ -19,8 +19,16 @@ import torch
 
 from disc_engine.options import validate_probe
 
-from ._common import batch_logits, chat_prompt_ids, device_of, encode, last_logit_only, left_padded, pad_token_id, right_padded
-
+from ._common import (
+    batch_logits,
+    chat_prompt_ids,
+    device_of,
+    encode,
+    last_logit_only,
+    left_padded,
+    pad_token_id,
+    right_padded,
+)
 
 QUESTIONS_PER_BATCH = 8
 

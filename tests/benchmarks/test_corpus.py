@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # ``benchmarks`` is a folder of the repository, not an installed package
-    sys.path.insert(0, str(REPO))
 
 from benchmarks.knowledge_update import corpus
 from benchmarks.knowledge_update.corpus import (
@@ -269,7 +263,8 @@ def test_questions_paraphrase(documents):
             assert probe["question"].rstrip("?") not in doc["text"]
     assert is_copied_question("Tenkel founded Blissem Labs in 2011?", ["Tenkel founded Blissem Labs in 2011."])
     # One unbroken run of more than three quarters of the words is a copy; shorter runs are not.
-    assert is_copied_question("so Tenkel founded Blissem Labs in Orvik", ["Tenkel founded Blissem Labs in Orvik today."])
+    assert is_copied_question("so Tenkel founded Blissem Labs in Orvik",
+                              ["Tenkel founded Blissem Labs in Orvik today."])
     assert not is_copied_question("Who started the firm Blissem Labs?", ["Tenkel founded Blissem Labs in Orvik."])
 
 

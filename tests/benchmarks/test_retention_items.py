@@ -3,14 +3,7 @@ tells a compliant reply from a non-compliant one for every IFEval instruction ty
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # ``benchmarks`` is a folder of the repository, not an installed package
-    sys.path.insert(0, str(REPO))
 
 from benchmarks.knowledge_update import retention_items
 from benchmarks.knowledge_update.retention_items import (

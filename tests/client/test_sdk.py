@@ -11,9 +11,17 @@ import time
 
 import pytest
 
-from disc_client import (APIConnectionError, AuthenticationError, Client, ConflictError, DestinationExists,
-                         JobPublic, ServerError, VersionPublic)
 from disc_cli.demo import disc_argv, free_port
+from disc_client import (
+    APIConnectionError,
+    AuthenticationError,
+    Client,
+    ConflictError,
+    DestinationExists,
+    JobPublic,
+    ServerError,
+    VersionPublic,
+)
 
 from .conftest import DOCUMENTS, PROBES, front_matter, logits, long_documents
 from .flaky_proxy import FlakyProxy

@@ -6,7 +6,7 @@ import io
 import subprocess
 import sys
 import tarfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -24,14 +24,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_importing_the_sdk_loads_neither_torch_nor_the_server():
     code = ("import sys, disc_client; "
-            "print(sorted(m for m in ('torch', 'transformers', 'fastapi', 'sqlalchemy', 'celery') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'transformers', 'fastapi', 'sqlalchemy', 'celery') "
+            "if m in sys.modules))")
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.strip() == "[]"
 
 
 def test_retry_after_is_read_as_seconds_or_as_an_http_date():
-    now = datetime(2026, 11, 28, 7, 28, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 28, 7, 28, 0, tzinfo=UTC)
     assert parse_retry_after("3") == 3.0
     assert parse_retry_after("Sat, 28 Nov 2026 07:28:05 GMT", now=now) == 5.0
     assert parse_retry_after("Sat, 28 Nov 2026 07:27:00 GMT", now=now) == 0.0  # in the past: no wait
@@ -86,7 +87,7 @@ def test_an_archive_is_accepted_only_when_its_files_hash_to_the_recorded_checksu
 
 def _version(**overrides) -> VersionPublic:
     fields = dict(lineage="news", version=3, parent_version=2, base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
-                  method="disc", state="promoted", is_latest=True, created_at=datetime(2026, 11, 28, tzinfo=timezone.utc),
+                  method="disc", state="promoted", is_latest=True, created_at=datetime(2026, 11, 28, tzinfo=UTC),
                   scores={"probe_accuracy_after": 0.75, "retention_kl_vs_parent": 0.012, "eval_seconds": None},
                   artifact_kind="lora", artifact_url="/models/news/versions/3/artifact", artifact_sha256="ab" * 32,
                   job_id="job3")

@@ -50,7 +50,7 @@ class Stack:
         assert result.returncode == 0, f"disc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
         return result
 
-    def start(self, *, with_key: bool) -> "Stack":
+    def start(self, *, with_key: bool) -> Stack:
         self.disc("db", "upgrade")
         if with_key:
             token = self.disc("keys", "create", "--name", "e2e", "--scopes", SCOPES).stdout.strip().splitlines()[-1]
@@ -104,7 +104,8 @@ def base_env(tmp_path: Path, shared_eval_cache: Path, model: str, **overrides: s
     artifacts = tmp_path / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
     (artifacts / ".eval-cache").symlink_to(shared_eval_cache, target_is_directory=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DISC_") or k in ("DISC_MODEL_CACHE", "DISC_UPDATE_DEFAULTS")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("DISC_") or k in ("DISC_MODEL_CACHE", "DISC_UPDATE_DEFAULTS")}
     env.update({"DISC_HOME": str(tmp_path / "home"), "DISC_ARTIFACT_DIR": str(artifacts),
                 "DISC_BASE_MODEL": model, "PYTHONUNBUFFERED": "1",
                 # The working tree, importable from the children whatever the caller's directory.

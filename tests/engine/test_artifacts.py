@@ -10,8 +10,7 @@ from peft import PeftModel
 from safetensors.torch import load_file
 
 from disc_engine.adapters import new_lora_model
-from disc_engine.artifacts import (ArtifactError, artifact_kind, data_hash, load_artifact, read_meta,
-                                   save_artifact)
+from disc_engine.artifacts import ArtifactError, artifact_kind, data_hash, load_artifact, read_meta, save_artifact
 from disc_engine.models import load_model, load_tokenizer, model_checksum, resolve_model_path
 
 DOCS = ["The Zorblat Company opened a factory in Lyon. It makes blue bicycles.",

@@ -11,8 +11,19 @@ import torch
 
 from disc_engine import evaluation
 from disc_engine.evaluation import (
-    CHECKERS, METRICS, RESULT_KEYS, RETENTION_KEYS, check_reply, closed_book_gap, evaluate_update,
-    format_compliance, general_mc_accuracy, probe_accuracy, reference_responses, retention_kl, validate_probe,
+    CHECKERS,
+    METRICS,
+    RESULT_KEYS,
+    RETENTION_KEYS,
+    check_reply,
+    closed_book_gap,
+    evaluate_update,
+    format_compliance,
+    general_mc_accuracy,
+    probe_accuracy,
+    reference_responses,
+    retention_kl,
+    validate_probe,
 )
 from disc_engine.evaluation._common import chat_prompt_ids, greedy_generate, load_json
 from disc_engine.loss import disc_loss
@@ -368,8 +379,10 @@ def test_evaluate_update_on_the_default_model(tmp_path):
         "The Brightwater Bridge opened in 2029. It links the towns of Esk and Marrow. The bridge is two miles long.",
     ]
     probes = [
-        {"question": "What is the capital of Quillon?", "options": ["Port Amberlee", "Lake Vellmar", "Esk"], "answer": 0},
-        {"question": "Who leads the Lake Vellmar campus?", "options": ["Tomas Reyk", "Dr. Anika Fenwright"], "answer": 1},
+        {"question": "What is the capital of Quillon?", "options": ["Port Amberlee", "Lake Vellmar", "Esk"],
+         "answer": 0},
+        {"question": "Who leads the Lake Vellmar campus?", "options": ["Tomas Reyk", "Dr. Anika Fenwright"],
+         "answer": 1},
     ]
     kwargs = dict(new_model=model, parent_model=model, base_model=model, tokenizer=tokenizer,
                   documents=documents, probes=probes, cache_dir=str(tmp_path))

@@ -17,36 +17,9 @@ from peft import LoraConfig, get_peft_model
 from disc_engine.loss import disc_loss, disc_loss_reference, sft_kl_loss, sft_loss
 from disc_engine.models import load_model, load_tokenizer
 from disc_engine.splitting import choose_split_indices, prepare_document
+from tests.engine.conftest import TEXT
 
 RTOL = 1e-4
-
-TEXT = (
-    "The Varnholt harbour bridge opened on the third of March 2031. "
-    "Its central span of 1,240 metres made it the longest suspension bridge in northern Europe at the time. "
-    "It cost 2.8 billion euros. "
-    "Engineer Mara Quell replaced the steel deck with a carbon-composite structure that weighs half as much. "
-    "Traffic was heavy. "
-    "Local fishermen had opposed the construction, arguing that the new pylons would disturb the herring. "
-    "A tram line now links the old town with the airport on Skerra Island."
-)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tiny_model):
-    return load_tokenizer(tiny_model)
-
-
-@pytest.fixture(scope="module")
-def base(tiny_model):
-    return load_model(tiny_model)
-
-
-@pytest.fixture(scope="module")
-def sentences(tokenizer):
-    sentence_ids = prepare_document(TEXT, tokenizer).sentence_ids
-    assert len({len(s) for s in sentence_ids}) >= 5  # suffixes of different lengths share a batch
-    return sentence_ids
-
 
 def _lora(base, *, zero_init: bool = False):
     """A LoRA student on a private copy of ``base``; random B so the adapter changes outputs."""
@@ -244,8 +217,8 @@ def test_max_context_truncates_the_teacher_prefix_from_the_left(base, sentences)
     splits = [1, 3, 5, 6]
     limit = len(sentences[0]) + len(sentences[1]) + len(sentences[2])  # split 1 fits, later ones do not
     forwards = []
-    hook = teacher.model.register_forward_hook(lambda m, args, kwargs, out: forwards.append(kwargs["input_ids"].shape[1]),
-                                               with_kwargs=True)
+    hook = teacher.model.register_forward_hook(
+        lambda m, args, kwargs, out: forwards.append(kwargs["input_ids"].shape[1]), with_kwargs=True)
     try:
         with torch.no_grad():
             limited = disc_loss(student, teacher, sentences, splits, max_context=limit)

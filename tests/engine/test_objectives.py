@@ -10,13 +10,18 @@ import sys
 import pytest
 import torch
 
-from disc_engine.loss import (context_distillation_loss, context_distillation_loss_reference, disc_loss,
-                              disc_loss_reference, per_position_kl)
+from disc_engine.loss import (
+    context_distillation_loss,
+    context_distillation_loss_reference,
+    disc_loss,
+    disc_loss_reference,
+    per_position_kl,
+)
 from disc_engine.objectives import OBJECTIVES, RunContext, anyorder_splits, get_objective
 from disc_engine.options import TrainConfig
 from disc_engine.splitting import prepare_document
-from tests.engine.test_loss import TEXT, _assert_close_rel, _lora, _value_and_grads, base, sentences, tokenizer  # noqa: F401
-
+from tests.engine.conftest import TEXT
+from tests.engine.test_loss import _assert_close_rel, _lora, _value_and_grads
 
 # --- per_position_kl on hand-made logits -------------------------------------------------------
 
@@ -89,10 +94,10 @@ def test_context_distillation_equals_its_per_split_loop(base, sentences):
     contexts = [[t for j, s in enumerate(sentences) if j != i for t in s] for i in (0, 2, 5)]
     suffixes = [sentences[i] for i in (0, 2, 5)]
     for max_context in (None, 40):
-        fast, fast_grads = _value_and_grads(lambda: context_distillation_loss(
-            student, None, contexts, suffixes, 2.0, max_context=max_context), student)
-        ref, ref_grads = _value_and_grads(lambda: context_distillation_loss_reference(
-            student, None, contexts, suffixes, 2.0, max_context=max_context), student)
+        fast, fast_grads = _value_and_grads(lambda m=max_context: context_distillation_loss(
+            student, None, contexts, suffixes, 2.0, max_context=m), student)
+        ref, ref_grads = _value_and_grads(lambda m=max_context: context_distillation_loss_reference(
+            student, None, contexts, suffixes, 2.0, max_context=m), student)
         assert fast > 0
         _assert_close_rel(fast, ref)
         for name in ref_grads:

@@ -13,7 +13,7 @@ from disc_engine.artifacts import load_artifact, read_meta
 from disc_engine.loss import disc_loss, sft_loss
 from disc_engine.models import load_model, load_tokenizer
 from disc_engine.splitting import EmptyDocumentError, prepare_document
-from disc_engine.trainer import (DEFAULT_LEARNING_RATE, TrainConfig, TrainingCancelled, train)
+from disc_engine.trainer import DEFAULT_LEARNING_RATE, TrainConfig, TrainingCancelled, train
 
 DOCS = [
     "The Zorblat Company opened a factory in Lyon in 2031. The factory makes blue bicycles. "

@@ -14,7 +14,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -247,7 +247,7 @@ class Deployment:
 
         with self.session() as session:
             job = session.get(Job, job_id)
-            past = datetime.now(timezone.utc) - timedelta(seconds=seconds)
+            past = datetime.now(UTC) - timedelta(seconds=seconds)
             job.heartbeat_at = past
             job.enqueued_at = past
 
@@ -273,7 +273,8 @@ def deployment(postgres_url, redis_url, tiny_model, tmp_path, private_postgres, 
     migrate.upgrade(settings)
     settings.artifact_dir.mkdir(parents=True)
     (settings.artifact_dir / ".eval-cache").symlink_to(shared_eval_cache, target_is_directory=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DISC_") or k in ("DISC_MODEL_CACHE", "DISC_UPDATE_DEFAULTS")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("DISC_") or k in ("DISC_MODEL_CACHE", "DISC_UPDATE_DEFAULTS")}
     env.update({
         "DISC_DATABASE_URL": postgres_url,
         "DISC_BROKER_URL": redis_url,

@@ -16,9 +16,19 @@ from schemathesis.checks import not_a_server_error
 from service.app import create_app
 from store import repo
 from store.db import session_scope
+from store.models import (
+    Alias,
+    AliasHistory,
+    ApiKey,
+    Document,
+    EvaluationScore,
+    Job,
+    JobEvent,
+    Lineage,
+    ModelVersion,
+    UpdateBatch,
+)
 from store.settings import Settings
-from store.models import (Alias, AliasHistory, ApiKey, Document, EvaluationScore, Job, JobEvent, Lineage,
-                          ModelVersion, UpdateBatch)
 
 TABLES = (Lineage, UpdateBatch, Document, Job, JobEvent, ModelVersion, EvaluationScore, Alias, AliasHistory, ApiKey)
 

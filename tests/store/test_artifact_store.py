@@ -11,8 +11,15 @@ import httpx
 import pytest
 
 from store import storage
-from store.artifact_store import (MANIFEST_NAME, ArtifactCorrupt, ArtifactMissing, LocalArtifactStore,
-                                  StoreError, StoreUnavailable, open_store)
+from store.artifact_store import (
+    MANIFEST_NAME,
+    ArtifactCorrupt,
+    ArtifactMissing,
+    LocalArtifactStore,
+    StoreError,
+    StoreUnavailable,
+    open_store,
+)
 from store.settings import Settings
 
 

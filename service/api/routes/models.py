@@ -3,7 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
+from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
 
 from service.api.deps import ModelsPromoter, ModelsReader, SessionDep, SettingsDep
@@ -16,8 +17,8 @@ from store.models import Lineage, ModelVersion
 
 router = APIRouter(prefix="/models", tags=["models"], responses=ERROR_RESPONSES)
 
-LineagePath = Annotated[LineageName, Path()]
-VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1)]
+LineagePath = Annotated[LineageName, PathParam()]
+VersionNumber = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
 
 
 def _lineage(session, principal: Principal, name: str) -> Lineage:
