@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from disc_cli.demo import disc_argv
+from disc_cli.processes import disc_argv
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

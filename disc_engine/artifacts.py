@@ -15,10 +15,10 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from disc_engine.files import atomic_directory
 
 META_FILE = "meta.json"
 ADAPTER_CONFIG_FILE = "adapter_config.json"
@@ -97,9 +97,7 @@ def save_artifact(model, out_dir: str | os.PathLike, *, base_model: str, parent:
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"artifact directory {out} already exists and is not empty")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with atomic_directory(out, replace="empty") as staging:
         meta: dict[str, Any] = {
             "format": META_FORMAT,
             "base_model": base_model,
@@ -126,13 +124,6 @@ def save_artifact(model, out_dir: str | os.PathLike, *, base_model: str, parent:
                 tokenizer.save_pretrained(staging)
             meta["weights_checksum"] = model_checksum(str(staging))
         (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
-        _fsync_tree(staging)
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        os.rename(staging, out)
-        _fsync_dir(out.parent)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return str(out)
 
 
@@ -179,22 +170,3 @@ def _save_adapter(model, staging: Path, base_model: str, adapter_name: str) -> N
         model.save_pretrained(staging, selected_adapters=[adapter_name], save_embedding_layers=False)
     finally:
         peft_config.base_model_name_or_path = original
-
-
-def _fsync_tree(root: Path) -> None:
-    for directory, _, files in os.walk(root):
-        for name in files:
-            fd = os.open(os.path.join(directory, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        _fsync_dir(Path(directory))
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

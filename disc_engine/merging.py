@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from disc_engine.artifacts import ArtifactError, _fsync_dir, _fsync_tree, artifact_kind, read_meta
+from disc_engine.artifacts import ArtifactError, artifact_kind, read_meta
+from disc_engine.files import atomic_directory
 
 
 def merge_adapter(artifact_dir: str | os.PathLike, out_dir: str | os.PathLike) -> str:
     """Write ``out_dir`` (absent or empty): the merged model as safetensors, its config and the tokenizer."""
-    import shutil
-    import tempfile
 
     from peft import PeftModel
 
@@ -34,17 +33,9 @@ def merge_adapter(artifact_dir: str | os.PathLike, out_dir: str | os.PathLike) -
     model = load_artifact(artifact_dir)
     assert isinstance(model, PeftModel)
     merged = model.merge_and_unload()
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with atomic_directory(out, replace="empty") as staging:
         # The config would otherwise carry the local folder the base was loaded from.
         merged.config.name_or_path = ""
         merged.save_pretrained(staging, safe_serialization=True)
         load_tokenizer(base).save_pretrained(staging)
-        _fsync_tree(staging)
-        if out.exists():
-            out.rmdir()
-        os.rename(staging, out)
-        _fsync_dir(out.parent)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return str(out)

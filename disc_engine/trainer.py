@@ -16,13 +16,14 @@ import dataclasses
 import os
 import random
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from disc_engine.files import atomic_directory
 
 # torch is imported inside the functions that train, so that importing the engine's options
 # (disc_engine.options, which the service uses) never loads it.
@@ -456,17 +457,8 @@ def _save_checkpoint(checkpoint_dir: str, state: dict, fingerprint: dict, traina
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
     target = root / f"{_CHECKPOINT_PREFIX}{state['position']:09d}"
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
-    try:
-        with open(staging / "state.pt", "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if target.exists():
-            shutil.rmtree(target)
-        os.rename(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with atomic_directory(target, replace="always") as staging:
+        torch.save(payload, staging / "state.pt")
     for older in root.iterdir():
         if older.name.startswith(_CHECKPOINT_PREFIX) and older.name < target.name:
             shutil.rmtree(older, ignore_errors=True)

@@ -19,12 +19,19 @@ import os
 import re
 import shutil
 import tarfile
-import tempfile
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
+# Atomic writes have one definition, in the engine's torch-free ``disc_engine.files``; the store's
+# callers use them from here.
+from disc_engine.files import (  # noqa: F401
+    atomic_directory,
+    fsync_dir,
+    fsync_tree,
+    write_bytes_atomically,
+    write_text_atomically,
+)
 from store.settings import Settings
 
 CHUNK_BYTES = 1 << 20
@@ -131,67 +138,6 @@ def verify_artifact(path: str | os.PathLike, expected_sha256: str) -> None:
             f"artifact {path} has sha256 {actual[:12]}…, but {expected_sha256[:12]}… was recorded")
 
 
-# -- atomic writes -----------------------------------------------------------------------------
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_bytes_atomically(path: str | os.PathLike, data: bytes) -> None:
-    """Write a file so that readers see the old content or the new one, never a part."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, staging = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(staging, target)
-        fsync_dir(target.parent)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomically(path: str | os.PathLike, text: str) -> None:
-    write_bytes_atomically(path, text.encode("utf-8"))
-
-
-def fsync_tree(root: Path) -> None:
-    """Flush every file under ``root`` to disk (before the rename that publishes it)."""
-    for directory, _, files in os.walk(root):
-        for name in files:
-            fd = os.open(os.path.join(directory, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-
-@contextmanager
-def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield an empty staging directory beside ``target``; on success it is renamed to ``target``.
-
-    The target must not exist yet: artifacts are immutable once written. On an exception the
-    staging directory is removed and the target is left untouched.
-    """
-    final = Path(target)
-    if final.exists():
-        raise FileExistsError(f"{final} already exists")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-    try:
-        yield staging
-        fsync_tree(staging)
-        os.rename(staging, final)
-        fsync_dir(final.parent)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def remove_tree(path: str | os.PathLike) -> None:

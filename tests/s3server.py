@@ -20,15 +20,12 @@ import threading
 import time
 from pathlib import Path
 
+from disc_cli.processes import free_port
+
 REGION = "us-east-1"
 ACCESS_KEY = "disc-test"
 SECRET_KEY = "disc-test-secret"
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class S3TestServer:
@@ -39,7 +36,7 @@ class S3TestServer:
         self.root.mkdir(parents=True, exist_ok=True)
         self.state = self.root / "state.pickle"
         self.log = self.root / "server.log"
-        self.port = _free_port()
+        self.port = free_port()
         self.proc: subprocess.Popen | None = None
 
     @property

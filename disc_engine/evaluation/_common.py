@@ -13,13 +13,14 @@ import hashlib
 import inspect
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from disc_engine.files import write_text_atomically
 
 DATA_DIR = Path(__file__).parent / "data"
 
@@ -229,11 +230,7 @@ class DiskCache:
     def put(self, kind: str, key: str, value: Any) -> None:
         if self.root is None:
             return
-        self.root.mkdir(parents=True, exist_ok=True)
-        handle, staging = tempfile.mkstemp(prefix=f".{kind}-", dir=self.root)
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump({"key": key, "value": value}, out)
-        os.replace(staging, self.root / f"{kind}-{key[:40]}.json")
+        write_text_atomically(self.root / f"{kind}-{key[:40]}.json", json.dumps({"key": key, "value": value}))
 
     def memoize(self, kind: str, model, tokenizer, model_key: str | None, parts: tuple,
                 compute: Callable[[], Any]) -> Any:

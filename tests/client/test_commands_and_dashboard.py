@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from disc_cli.demo import disc_argv, free_port
+from disc_cli.processes import disc_argv, free_port
 
 from .conftest import DOCUMENTS, PROBES, front_matter, logits, long_documents
 

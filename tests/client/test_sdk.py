@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from disc_cli.demo import disc_argv, free_port
+from disc_cli.processes import disc_argv, free_port
 from disc_client import (
     APIConnectionError,
     AuthenticationError,

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from disc_cli.demo import Child, disc_argv, free_port
+from disc_cli.processes import Child, disc_argv, free_port
 
 SCOPES = "updates:write,jobs:read,models:read,models:promote"
 TERMINAL = ("succeeded", "failed", "cancelled")

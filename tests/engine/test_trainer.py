@@ -134,7 +134,7 @@ def test_a_killed_run_resumes_to_the_same_losses_and_weights(tiny_model, tmp_pat
     full = train(documents, out_dir=str(tmp_path / "full"), config=config, base_model=tiny_model)
 
     def die_after_three(progress):
-        if progress.documents_done == 3:
+        if progress.stage == "training" and progress.documents_done == 3:
             raise RuntimeError("simulated crash")
 
     checkpoints = tmp_path / "ckpt"
@@ -147,7 +147,7 @@ def test_a_killed_run_resumes_to_the_same_losses_and_weights(tiny_model, tmp_pat
     seen = []
     resumed = train(documents, out_dir=str(tmp_path / "resumed"), config=config,
                     base_model=tiny_model, checkpoint_dir=str(checkpoints),
-                    progress=lambda p: seen.append(p.documents_done))
+                    progress=lambda p: seen.append(p.documents_done) if p.stage == "training" else None)
     assert seen == [3, 4, 5, 6, 7, 8]  # continued at the document after the checkpoint
     assert list(checkpoints.iterdir()) == []  # the artifact supersedes them
     assert resumed.losses == full.losses
@@ -182,7 +182,8 @@ def test_should_stop_cancels_between_documents(tiny_model, tmp_path):
     done = []
     with pytest.raises(TrainingCancelled, match="after 2 of 6"):
         train(DOCS, out_dir=str(tmp_path / "v"), config=TrainConfig(epochs=1, **FAST), base_model=tiny_model,
-              should_stop=_stop_after(2), progress=lambda p: done.append(p.documents_done))
+              should_stop=_stop_after(2),
+              progress=lambda p: done.append(p.documents_done) if p.stage == "training" else None)
     assert done == [1, 2]
     assert not (tmp_path / "v").exists()
 
@@ -202,7 +203,8 @@ def test_report_counts_altered_and_skipped_documents(tiny_model, tmp_path):
     altered = {item["index"]: item["reason"] for item in report.documents_altered}
     assert "token level" in altered[2]
     assert "40-token context" in altered[3]
-    assert [p.documents_done for p in progress] == [1, 2, 3, 4]
+    assert [(p.stage, p.documents_done) for p in progress] == [
+        (stage, done) for stage in ("preparing", "training") for done in (1, 2, 3, 4)]
     assert read_meta(result.artifact_dir)["report"] == report.to_dict()
 
 

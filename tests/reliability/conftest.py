@@ -23,12 +23,12 @@ import psycopg
 import pytest
 import redis
 
-from disc_cli.demo import disc_argv
+from disc_cli.processes import disc_argv, free_port
 from store import migrate, repo
 from store.db import dispose_engines, session_scope
 from store.settings import Settings
 
-from .servers import PrivatePostgres, PrivateRedis, free_port
+from .servers import PrivatePostgres, PrivateRedis
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = ("succeeded", "failed", "cancelled")

@@ -19,11 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from disc_cli.processes import free_port
 
 
 def _wait_for_port(port: int, timeout_s: float, proc: subprocess.Popen | None = None) -> None:

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from disc_cli.processes import free_port
 from service.app import create_app
 from store import migrate, repo
 from store.db import dispose_engines, session_scope
 from store.settings import Settings
-from tests.service.server_helpers import free_port, run_server
+from tests.service.server_helpers import run_server
 
 ALL_SCOPES = list(repo.SCOPES)
 

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
 import uvicorn
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_server(app, port: int):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from disc_cli.processes import free_port
 from service.app import UnsafeConfiguration, create_app
 from store import migrate, repo
 from store.db import dispose_engines, session_scope
 from store.settings import Settings
-from tests.service.server_helpers import free_port, run_server
+from tests.service.server_helpers import run_server
 
 DOC = {"documents": [{"text": "A fact."}]}
 

@@ -9,7 +9,7 @@ import time
 
 import httpx
 
-from tests.service.server_helpers import free_port
+from disc_cli.processes import free_port
 
 
 def disc(args, env, cwd, **kwargs):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import httpx
 
+from disc_cli.processes import free_port
 from service.app import create_app
 from store.db import dispose_engines
-from tests.service.server_helpers import free_port, run_server
+from tests.service.server_helpers import run_server
 
 
 def test_healthz_and_readyz(api):

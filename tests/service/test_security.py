@@ -18,11 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from disc_cli.demo import disc_argv
+from disc_cli.processes import free_port
 from service.app import create_app
 from store import repo
 from store.db import session_scope
 from store.models import AliasHistory
-from tests.service.server_helpers import free_port, run_server
+from tests.service.server_helpers import run_server
 from tests.service.test_models import make_version
 from tests.service.test_updates import DOCS, counts
 

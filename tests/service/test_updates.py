@@ -194,8 +194,9 @@ def test_concurrent_requests_with_one_idempotency_key_make_one_job(api):
 
 
 def test_job_is_kept_when_the_broker_is_down(service_settings):
+    from disc_cli.processes import free_port
     from service.app import create_app
-    from tests.service.server_helpers import free_port, run_server
+    from tests.service.server_helpers import run_server
 
     settings = service_settings.model_copy(update={"broker_url": f"redis://127.0.0.1:{free_port()}/0"})
     with session_scope(settings) as session:
