@@ -267,10 +267,6 @@ def get_version(session: Session, lineage: Lineage | str, number: int) -> ModelV
                           .where(ModelVersion.lineage_id == found.id, ModelVersion.number == number))
 
 
-def get_version_by_id(session: Session, version_id: int) -> ModelVersion | None:
-    return session.get(ModelVersion, version_id)
-
-
 def next_version_number(session: Session, lineage: Lineage) -> int:
     current = session.scalar(select(func.max(ModelVersion.number)).where(ModelVersion.lineage_id == lineage.id))
     return (current or 0) + 1

@@ -9,10 +9,10 @@ from .compliance import CHECKERS, check_reply, compliance_results, format_compli
 from .knowledge import GapScore, closed_book_gap, closed_book_gaps
 from .probes import option_scores, probe_accuracy, probe_predictions, validate_probe
 from .retention import base_correct_questions, general_mc_accuracy, reference_responses, retention_kl
-from .suite import KNOWLEDGE_KEYS, METRIC_DIRECTION, METRICS, RESULT_KEYS, RETENTION_KEYS, evaluate_update
+from .suite import KNOWLEDGE_KEYS, METRICS, RESULT_KEYS, RETENTION_KEYS, evaluate_update
 
 __all__ = [
-    "CHECKERS", "GapScore", "KNOWLEDGE_KEYS", "METRICS", "METRIC_DIRECTION", "RESULT_KEYS", "RETENTION_KEYS",
+    "CHECKERS", "GapScore", "KNOWLEDGE_KEYS", "METRICS", "RESULT_KEYS", "RETENTION_KEYS",
     "base_correct_questions", "check_reply", "closed_book_gap", "closed_book_gaps", "compliance_results",
     "evaluate_update", "format_compliance", "general_mc_accuracy", "model_fingerprint", "option_scores",
     "probe_accuracy", "probe_predictions", "reference_responses", "retention_kl", "validate_probe",

@@ -54,17 +54,6 @@ METRICS: dict[str, str] = {
     "eval_seconds": "wall-clock seconds the evaluation took",
 }
 
-# Which way is better, for tables and promotion policies; None: context, not a goal.
-METRIC_DIRECTION: dict[str, str | None] = {
-    "knowledge_gap_before": None, "knowledge_gap_after": "lower", "knowledge_gap_closed_fraction": "higher",
-    "suffix_nll_before": None, "suffix_nll_after": "lower",
-    "probe_accuracy_before": None, "probe_accuracy_after": "higher", "probe_count": None,
-    "retention_kl_vs_parent": "lower", "retention_kl_vs_base": "lower",
-    "general_mc_accuracy": "higher", "general_mc_accuracy_parent": None,
-    "format_compliance": "higher", "format_compliance_parent": None,
-    "eval_seconds": None,
-}
-
 
 class _AdapterOff(nn.Module):
     """A PEFT model read with its adapters switched off.
