@@ -109,24 +109,76 @@ def paired_gain_interval(after: list[float], before: list[float], *, resamples: 
     return bootstrap_interval([a - b for a, b in zip(after, before)], resamples=resamples, seed=seed)
 
 
+def at_matched_retention(points: list[dict], zero: dict, kl: float, key: str = "correct") -> dict | None:
+    """The paired gain in ``key`` (per-item 0/1 lists) over ``zero`` where a run's KL to the parent
+    first reaches ``kl``, interpolated linearly between the two measured epochs around it, with a
+    95% bootstrap interval over items (each item's gain interpolated with the same weight).
+    None when the run never reaches ``kl`` or the epochs around it lack the item lists."""
+    ordered = sorted(points, key=lambda r: r["epoch"])
+    for before, after in zip(ordered, ordered[1:]):
+        low, high = before["retention_kl_vs_parent"], after["retention_kl_vs_parent"]
+        if low <= kl <= high and high > low:
+            if key not in before or key not in after:
+                return None
+            weight = (kl - low) / (high - low)
+            gains = [(1 - weight) * (b - z) + weight * (a - z)
+                     for b, a, z in zip(before[key], after[key], zero[key])]
+            interval = bootstrap_interval(gains)
+            return {"gain": sum(gains) / len(gains), "ci": interval, "n": len(gains),
+                    "between_epochs": (before["epoch"], after["epoch"])}
+    return None
+
+
+def matched_retention_table(rows: list[dict], kls: tuple[float, ...] = (0.1, 0.25, 0.5)) -> str:
+    """Knowledge (chat questions, clozes) and instruction compliance at matched KL to the parent,
+    one line per run and KL; the epoch-0 row of each run is the reference."""
+    lines = ["| method | lr | KL to parent | chat-question gain, points [95% CI] | cloze gain [95% CI] | "
+             "instruction-compliance change [95% CI] | between epochs |", "|---|---:|---:|---|---|---|---|"]
+    runs: dict[tuple, list[dict]] = {}
+    for row in rows:
+        runs.setdefault((row.get("source", 0), row["method"], row["lr"]), []).append(row)
+
+    def cell(found):
+        if found is None:
+            return "n/a"
+        return f"{100 * found['gain']:+.1f} [{100 * found['ci'][0]:+.1f}, {100 * found['ci'][1]:+.1f}]"
+
+    for (_, method, lr), points in sorted(runs.items()):
+        zero = next((r for r in points if r["epoch"] == 0), None)
+        if zero is None:
+            continue
+        for kl in kls:
+            chat = at_matched_retention(points, zero, kl)
+            if chat is None:
+                continue
+            cloze = at_matched_retention(points, zero, kl, "cloze_correct")
+            compliance = at_matched_retention(points, zero, kl, "instruction_followed")
+            lines.append(f"| {method} | {lr:g} | {kl:g} | {cell(chat)} | {cell(cloze)} | {cell(compliance)} "
+                         f"| {chat['between_epochs'][0]}–{chat['between_epochs'][1]} |")
+    return "\n".join(lines)
+
+
 def summarize(paths: list[str], plot: str | None = None) -> str:
     """A markdown table of the rows in ``paths`` (JSON lines from runs of this script): per method,
     learning rate and measured epoch, the gain over the untouched model with a paired interval."""
-    rows = [json.loads(line) for path in paths for line in Path(path).read_text().splitlines() if line.strip()]
+    # Rows of different files are different runs, even at the same method and learning rate.
+    rows = [{**json.loads(line), "source": number} for number, path in enumerate(paths)
+            for line in Path(path).read_text().splitlines() if line.strip()]
     base = {}
     for row in rows:
         if row["epoch"] == 0:
-            base[(row["method"], row["lr"])] = row
+            base[(row["source"], row["method"], row["lr"])] = row
     lines = ["| method | lr | epoch | chat-question accuracy % [95% CI] | gain, points [paired 95% CI] | "
-             "cloze accuracy % [95% CI] | cloze gain, points [paired CI] | KL to parent | instruction compliance % | "
+             "cloze accuracy % [95% CI] | cloze gain, points [paired CI] | KL to parent | "
+             "instruction compliance % (change [paired CI]) | "
              "general accuracy % |", "|---|---:|---:|---|---|---|---|---:|---:|---:|"]
 
     def pct(value, interval=None):
         text = f"{100 * value:.1f}"
         return text + (f" [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]" if interval else "")
 
-    for row in sorted(rows, key=lambda r: (r["method"], r["lr"], r["epoch"])):
-        zero = base.get((row["method"], row["lr"]))
+    for row in sorted(rows, key=lambda r: (r["source"], r["method"], r["lr"], r["epoch"])):
+        zero = base.get((row["source"], row["method"], row["lr"]))
         gain = cloze_gain = ""
         if zero is not None and row["epoch"] > 0:
             low, high = paired_gain_interval(row["correct"], zero["correct"])
@@ -138,9 +190,17 @@ def summarize(paths: list[str], plot: str | None = None) -> str:
         if "general_accuracy" in row:
             retention = (pct(row["instruction_compliance"], row["instruction_compliance_ci"]),
                          pct(row["general_accuracy"], row["general_accuracy_ci"]))
+            if zero is not None and row["epoch"] > 0 and "instruction_followed" in zero:
+                low, high = paired_gain_interval(row["instruction_followed"], zero["instruction_followed"])
+                change = row["instruction_compliance"] - zero["instruction_compliance"]
+                retention = (retention[0] + f" ({100 * change:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}])",
+                             retention[1])
         lines.append(f"| {row['method']} | {row['lr']:g} | {row['epoch']} | {pct(row['accuracy'], row['accuracy_ci'])} "
                      f"| {gain} | {pct(row['cloze_accuracy'], row['cloze_accuracy_ci'])} | {cloze_gain} "
                      f"| {row['retention_kl_vs_parent']:.3f} | {retention[0]} | {retention[1]} |")
+    lines += ["", "Knowledge and instruction compliance at matched retention (interpolated between the "
+              "measured epochs around each KL; paired 95% intervals over items):", "",
+              matched_retention_table(rows)]
     if plot:
         import matplotlib
 
@@ -148,13 +208,14 @@ def summarize(paths: list[str], plot: str | None = None) -> str:
         import matplotlib.pyplot as plt
 
         figure, axis = plt.subplots(figsize=(6.5, 4.2))
-        for key in sorted({(r["method"], r["lr"]) for r in rows}):
-            points = sorted((r for r in rows if (r["method"], r["lr"]) == key), key=lambda r: r["epoch"])
+        for key in sorted({(r["source"], r["method"], r["lr"]) for r in rows}):
+            points = sorted((r for r in rows if (r["source"], r["method"], r["lr"]) == key), key=lambda r: r["epoch"])
             xs = [r["retention_kl_vs_parent"] for r in points]
             ys = [100 * r["accuracy"] for r in points]
             errors = [[100 * (r["accuracy"] - r["accuracy_ci"][0]) for r in points],
                       [100 * (r["accuracy_ci"][1] - r["accuracy"]) for r in points]]
-            axis.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=f"{key[0]} lr {key[1]:g}")
+            label = f"{key[1]} lr {key[2]:g}" + (f" (run {key[0] + 1})" if len(paths) > 1 else "")
+            axis.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=label)
             for r, x, y in zip(points, xs, ys):
                 axis.annotate(str(r["epoch"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         axis.set_xscale("symlog", linthresh=0.1)   # a diverged epoch stays on the page

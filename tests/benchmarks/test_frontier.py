@@ -1,0 +1,51 @@
+"""The frontier benchmark's arithmetic: gains at matched retention, interpolated between epochs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.knowledge_update.frontier import at_matched_retention, summarize
+
+
+def _row(epoch, kl, correct, followed=None):
+    row = {"method": "disc", "lr": 2e-3, "epoch": epoch, "retention_kl_vs_parent": kl, "correct": correct,
+           "cloze_correct": correct, "accuracy": sum(correct) / len(correct), "accuracy_ci": (0, 1),
+           "cloze_accuracy": sum(correct) / len(correct), "cloze_accuracy_ci": (0, 1)}
+    if followed is not None:
+        row.update(instruction_followed=followed, instruction_compliance=sum(followed) / len(followed),
+                   instruction_compliance_ci=(0, 1), general_accuracy=0.5, general_accuracy_ci=(0, 1))
+    return row
+
+
+ZERO = _row(0, 0.0, [0, 0, 0, 0], [1, 1, 1, 1])
+ONE = _row(1, 0.2, [1, 0, 0, 0], [1, 1, 1, 0])
+TWO = _row(2, 0.6, [1, 1, 1, 0], [1, 0, 0, 0])
+
+
+def test_a_gain_is_interpolated_between_the_epochs_around_the_kl():
+    found = at_matched_retention([TWO, ZERO, ONE], ZERO, 0.4)
+    assert found["between_epochs"] == (1, 2) and found["n"] == 4
+    # Halfway from +25 points (epoch 1) to +75 points (epoch 2).
+    assert found["gain"] == pytest.approx(0.5)
+    assert found["ci"][0] <= 0.5 <= found["ci"][1]
+    assert at_matched_retention([ZERO, ONE, TWO], ZERO, 0.1)["gain"] == pytest.approx(0.125)
+    drop = at_matched_retention([ZERO, ONE, TWO], ZERO, 0.6, "instruction_followed")
+    assert drop["gain"] == pytest.approx(-0.75)
+
+
+def test_a_kl_the_run_never_reaches_has_no_value():
+    assert at_matched_retention([ZERO, ONE, TWO], ZERO, 0.9) is None
+    assert at_matched_retention([ZERO, _row(1, 0.5, [1, 1, 0, 0])], ZERO, 0.3, "instruction_followed") is None
+
+
+def test_the_summary_keeps_runs_of_different_files_apart(tmp_path):
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text("".join(json.dumps(r) + "\n" for r in (ZERO, ONE, TWO)))
+    second.write_text("".join(json.dumps(r) + "\n" for r in (ZERO, _row(1, 0.8, [1, 1, 1, 1], [0, 0, 0, 0]))))
+    table = summarize([str(first), str(second)])
+    assert "(-25.0 [" in table           # epoch 1 of the first run against its own epoch 0
+    at_half = [line for line in table.splitlines() if line.startswith("| disc | 0.002 | 0.5 |")]
+    # One line per run: the first between its epochs 1 and 2, the second between 0 and 1.
+    assert [line.rsplit("|", 2)[1].strip() for line in at_half] == ["1–2", "0–1"]
