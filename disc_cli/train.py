@@ -128,11 +128,13 @@ def run(args: argparse.Namespace) -> int:
             bars[progress.stage] = tqdm(total=progress.documents_total, unit="doc", file=sys.stderr,
                                         desc=progress.stage, mininterval=0.5)
         bar = bars[progress.stage]
-        bar.n = progress.documents_done
         if progress.stage == "training":
             bar.set_postfix(epoch=progress.epoch, loss=f"{progress.loss:.4f}",
                             tok_s=f"{progress.tokens_per_second:.0f}", refresh=False)
-        bar.refresh()
+        # update() redraws at most every mininterval; the last document always shows.
+        bar.update(progress.documents_done - bar.n)
+        if progress.documents_done == progress.documents_total:
+            bar.refresh()
 
     def close_bar() -> None:
         for bar in bars.values():

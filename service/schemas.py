@@ -127,10 +127,12 @@ JobStatusName = Literal["queued", "running", "evaluating", "succeeded", "failed"
 
 class ProgressPublic(BaseModel):
     stage: str | None = Field(None, description=(
-        "waiting, preparing (documents being split and tokenized; documents_done counts those prepared), "
-        "training, evaluating or done, as the worker reports it."))
-    documents_done: int = 0
-    documents_total: int = 0
+        "waiting, preparing (documents being split and tokenized), training, evaluating or done, as the "
+        "worker reports it."))
+    documents_prepared: int | None = Field(None, description="While preparing: documents split and tokenized.")
+    documents_to_prepare: int | None = None
+    documents_done: int = Field(0, description="Documents trained so far, over all epochs.")
+    documents_total: int = Field(0, description="Documents times epochs.")
     epoch: int | None = None
     step: int | None = None
     loss: float | None = None

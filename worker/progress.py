@@ -30,12 +30,14 @@ class ProgressReporter:
         if progress.stage == "preparing":
             self._preparing(progress)
             return
-        if self._first_done is None:
+        first = self._first_done is None
+        if first:
             # A resumed run starts mid-way: the rate counts only this attempt's documents.
             self._first_done = progress.documents_done - 1
         now = time.monotonic()
         final = progress.documents_done >= progress.documents_total
-        if not final and now - self._last_write < self.interval_s:
+        # The first training document is written at once, however recently preparing was.
+        if not (first or final) and now - self._last_write < self.interval_s:
             return
         self._last_write = now
         done_here = progress.documents_done - self._first_done
@@ -58,5 +60,6 @@ class ProgressReporter:
         if progress.documents_done < progress.documents_total and now - self._last_write < self.interval_s:
             return
         self._last_write = now
-        self.record.update(progress={"stage": "preparing", "documents_done": progress.documents_done,
-                                     "documents_total": progress.documents_total}, heartbeat_at=utcnow())
+        # Its own count: documents_done/documents_total keep meaning training progress for clients.
+        self.record.update(progress={"stage": "preparing", "documents_prepared": progress.documents_done,
+                                     "documents_to_prepare": progress.documents_total}, heartbeat_at=utcnow())

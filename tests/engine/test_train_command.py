@@ -118,7 +118,9 @@ def test_a_second_ctrl_c_during_shutdown_exits_quietly_with_130(tiny_model, tmp_
     process = subprocess.Popen(
         [sys.executable, "-m", "disc_cli.main", "train", "--docs", docs, "--out", str(tmp_path / "v1"),
          "--base", tiny_model, "--epochs", "20", "--checkpoint-dir", str(tmp_path / "ckpt")],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # As at a terminal: a test run started in the background inherits SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     stderr = ""
     deadline = time.monotonic() + 300
     while "training" not in stderr and time.monotonic() < deadline:   # the training bar is up

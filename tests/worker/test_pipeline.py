@@ -167,7 +167,7 @@ def test_preparing_documents_is_a_job_stage(sqlite_env):
     reporter = ProgressReporter(JobRecord(env.session_factory, job_id, claim.attempt), interval_s=0)
     reporter(Progress(documents_done=2, documents_total=2, step=0, loss=0.0, tokens_per_second=0.0, epoch=0,
                       stage="preparing"))
-    assert _job(env, job_id).progress == {"stage": "preparing", "documents_done": 2, "documents_total": 2}
+    assert _job(env, job_id).progress == {"stage": "preparing", "documents_prepared": 2, "documents_to_prepare": 2}
     reporter(Progress(documents_done=1, documents_total=2, step=1, loss=2.5, tokens_per_second=9.0, epoch=0))
     progress = _job(env, job_id).progress
     assert progress["stage"] == "training" and progress["documents_done"] == 1 and progress["step"] == 1
