@@ -1,5 +1,5 @@
-"""Engine fixtures shared by the loss and objective tests: the tiny model (a base to train from),
-its tokenizer, and one document of seven sentences of different lengths."""
+"""Engine fixtures shared by the engine tests, one instance per test module: the tiny model (a
+base to train from), its tokenizer, and one document of seven sentences of different lengths."""
 
 from __future__ import annotations
 

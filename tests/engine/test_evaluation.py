@@ -40,16 +40,6 @@ DOCUMENTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tokenizer(tiny_model):
-    return load_tokenizer(tiny_model)
-
-
-@pytest.fixture(scope="module")
-def base(tiny_model):
-    return load_model(tiny_model)
-
-
 def _perturbed(model, scale=0.02, seed=1):
     other = copy.deepcopy(model)
     generator = torch.Generator().manual_seed(seed)

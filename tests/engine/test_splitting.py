@@ -16,13 +16,6 @@ from disc_engine.splitting import (
 )
 
 
-@pytest.fixture(scope="module")
-def tokenizer(tiny_model):
-    from disc_engine.models import load_tokenizer
-
-    return load_tokenizer(tiny_model)
-
-
 def _sentences(*lengths: int) -> list[list[int]]:
     return [list(range(100 + i, 100 + i + n)) for i, n in enumerate(lengths)]
 
