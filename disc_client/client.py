@@ -233,13 +233,34 @@ class Models:
                 if announced and announced != record.artifact_sha256:
                     raise ArtifactError(f"the service sent an artifact with sha256 {announced}, not the "
                                         f"{record.artifact_sha256} of version {record.version}")
-                try:
-                    for chunk in response.iter_bytes(1 << 20):
-                        handle.write(chunk)
-                except httpx.TransportError as exc:
-                    raise APIConnectionError(f"the download of {path} broke off: {type(exc).__name__}: {exc}") from exc
+                if response.status_code in (302, 303, 307, 308) and "location" in response.headers:
+                    # Object storage: the bytes come from a presigned URL, which carries its own
+                    # authorisation and must not get this API's key.
+                    _download_to(response.headers["location"], handle, path)
+                else:
+                    _write_body(response, handle, path)
             folder = download.unpack_verified(archive, staging, record.artifact_sha256)
             if model_card:
                 (folder / CARD_FILE).write_text(render_model_card(record), encoding="utf-8")
             download.move_into_place(folder, target)
         return target
+
+
+def _write_body(response: httpx.Response, handle, path: str) -> None:
+    try:
+        for chunk in response.iter_bytes(1 << 20):
+            handle.write(chunk)
+    except httpx.TransportError as exc:
+        raise APIConnectionError(f"the download of {path} broke off: {type(exc).__name__}: {exc}") from exc
+
+
+def _download_to(url: str, handle, path: str) -> None:
+    try:
+        with httpx.stream("GET", url, timeout=60.0) as response:
+            if response.status_code != 200:
+                raise APIConnectionError(f"the artifact store answered {response.status_code} for the download "
+                                         f"of {path} (the link may have expired; ask again)")
+            _write_body(response, handle, path)
+    except httpx.TransportError as exc:
+        raise APIConnectionError(f"the artifact store could not be reached for {path}: "
+                                 f"{type(exc).__name__}: {exc}") from exc

@@ -136,14 +136,17 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
           checkpoint_dir: str | None = None,
           should_stop: Callable[[], bool] | None = None,
           device: str | None = None,
-          epoch_selector: EpochSelector | None = None) -> TrainResult:
+          epoch_selector: EpochSelector | None = None,
+          on_checkpoint: Callable[[Path], None] | None = None) -> TrainResult:
     """Train on ``documents`` starting from ``parent`` (or ``base_model``) and write an artifact.
 
     ``parent`` is a previous version's artifact directory; ``base_model`` defaults to the one
     the parent was trained on, or to the product's default model. With ``checkpoint_dir``, a
     resumable checkpoint is written every ``config.checkpoint_every`` documents, and a run that
     finds one there continues from it and reaches the same result as an uninterrupted run;
-    checkpoints are removed once the artifact is written.
+    checkpoints are removed once the artifact is written. ``on_checkpoint(directory)`` is called
+    with each checkpoint once it is complete on disk (the service copies it to shared storage, so
+    another machine can resume the run).
     With ``epoch_selector`` (``disc_engine.budget``) the run is retention-budgeted: the parent
     and every epoch are checked, training stops early when the selector says so, and the
     artifact holds the best epoch within the budget (the parent's weights if none fits);
@@ -301,7 +304,9 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
         if checkpoint_dir is not None and state["position"] % config.checkpoint_every == 0 \
                 and state["position"] < total and not stop_early:
             state["trained"], state["skipped"] = sorted(trained), skipped
-            _save_checkpoint(checkpoint_dir, state, fingerprint, trainable, optimizer, split_rng)
+            saved_to = _save_checkpoint(checkpoint_dir, state, fingerprint, trainable, optimizer, split_rng)
+            if on_checkpoint is not None:
+                on_checkpoint(saved_to)
         if progress is not None:
             progress(Progress(
                 documents_done=position + 1, documents_total=total, step=state["steps"],
@@ -440,8 +445,9 @@ def _remove_checkpoints(checkpoint_dir: str) -> None:
 
 
 def _save_checkpoint(checkpoint_dir: str, state: dict, fingerprint: dict, trainable, optimizer,
-                     split_rng: random.Random) -> None:
-    """Everything a resumed run needs, written to a temporary directory and renamed into place."""
+                     split_rng: random.Random) -> Path:
+    """Everything a resumed run needs, written to a temporary directory and renamed into place;
+    returns that directory."""
     import torch
 
     root = Path(checkpoint_dir)
@@ -462,6 +468,7 @@ def _save_checkpoint(checkpoint_dir: str, state: dict, fingerprint: dict, traina
     for older in root.iterdir():
         if older.name.startswith(_CHECKPOINT_PREFIX) and older.name < target.name:
             shutil.rmtree(older, ignore_errors=True)
+    return target
 
 
 def _restore_checkpoint(path: Path, fingerprint: dict, trainable, optimizer,

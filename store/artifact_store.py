@@ -342,6 +342,12 @@ class LocalArtifactStore(ArtifactStore):
             (target / MANIFEST_NAME).unlink(missing_ok=True)
             self._retire(target)
 
+    def delete_prefix(self, prefix: str) -> None:
+        super().delete_prefix(prefix)
+        folder = self.root / prefix
+        if prefix.endswith("/") and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # a job's emptied checkpoint folder
+
     def list_keys(self, prefix) -> dict[str, bool]:
         base = self.root / prefix if prefix else self.root
         if not base.is_dir():

@@ -17,7 +17,7 @@ from store import repo
 from store.models import Job, JobStatus, utcnow
 from store.settings import Settings
 from worker.heartbeat import heartbeat_is_stale
-from worker.job_record import ACTIVE, remove_job_files
+from worker.job_record import ACTIVE, lineage_name_of, remove_job_files
 from worker.outcomes import Outcome
 
 log = logging.getLogger("disc.worker")
@@ -80,4 +80,4 @@ def _finish_unclaimed(session_factory, settings, job_id, observed_status, observ
             repo.add_job_event(session, session.get(Job, job_id), kind,
                                error["message"] if error else "", error)
         session.commit()
-    remove_job_files(settings, job_id)
+    remove_job_files(settings, job_id, lineage_name_of(session_factory, job_id))

@@ -6,9 +6,9 @@ import gc
 import math
 from typing import Any
 
-from store import storage
 from store.models import JobStatus
 from store.settings import Settings
+from worker.artifacts import evaluation_cache
 from worker.cancel_watch import CancelWatch
 from worker.job_record import JobInput, JobRecord
 from worker.model_cache import cached_base_model, cached_tokenizer
@@ -65,7 +65,7 @@ def _evaluate(settings: Settings, job: JobInput, next_version: NextVersion, trai
         # parent's reference answers are computed once per lineage step, not once per job.
         return evaluate_update(new_model=new_model, parent_model=parent_model, base_model=base,
                                tokenizer=tokenizer, documents=job.documents, probes=job.probes or None,
-                               cache_dir=str(storage.eval_cache_dir(settings)), seed=seed,
+                               cache_dir=evaluation_cache(settings), seed=seed,
                                new_key=f"artifact:{trained.sha256}",
                                parent_key=f"artifact:{parent.artifact_sha256}" if parent is not None else base_key,
                                base_key=base_key)

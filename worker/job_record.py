@@ -3,15 +3,17 @@ attempt number so that a worker that lost its claim cannot overwrite its success
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from store import storage
 from store.models import Document, Job, JobEvent, JobStatus, Lineage
 from store.settings import Settings
 from worker.outcomes import ClaimLost, JobFailed
+
+log = logging.getLogger("disc.worker")
 
 ACTIVE = (JobStatus.running, JobStatus.evaluating)
 
@@ -83,8 +85,20 @@ class JobRecord:
             return bool(session.scalar(select(Job.cancel_requested).where(Job.id == self.job_id)))
 
 
-def remove_job_files(settings: Settings, job_id: str) -> None:
-    """Checkpoints and any unregistered artifact a dead attempt of this job left behind."""
-    storage.remove_tree(storage.checkpoint_dir(settings, job_id))
-    for leftover in storage.artifact_root(settings).glob(f"*/v*-{job_id}"):
-        storage.remove_tree(leftover)
+def remove_job_files(settings: Settings, job_id: str, lineage_name: str | None,
+                     keep: str | None = None) -> None:
+    """Checkpoints, scratch files and any unregistered version this job (or a dead attempt of it)
+    left, here and in the artifact store; ``keep`` is the registered version's key. Best effort:
+    a store that cannot be reached leaves the garbage for the next cleanup."""
+    from worker.artifacts import JobArtifacts
+
+    try:
+        JobArtifacts(settings, job_id).remove_all(lineage_name, keep=keep)
+    except Exception:
+        log.exception("job %s: could not remove its files from the artifact store", job_id)
+
+
+def lineage_name_of(session_factory: sessionmaker[Session], job_id: str) -> str | None:
+    with session_factory() as session:
+        return session.scalar(select(Lineage.name).join(Job, Job.lineage_id == Lineage.id)
+                              .where(Job.id == job_id))

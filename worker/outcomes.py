@@ -12,6 +12,7 @@ class Outcome(str, enum.Enum):
     failed = "failed"
     cancelled = "cancelled"
     skipped = "skipped"   # nothing to do: unknown, already finished, or running elsewhere
+    retrying = "retrying"  # handed back to the queue after a transient failure (the artifact store)
 
 
 class JobFailed(Exception):
@@ -49,6 +50,10 @@ def classify_failure(exc: BaseException) -> tuple[str, str]:
         return "training_diverged", short_message(str(exc))
     if isinstance(exc, NothingTrained):
         return "nothing_to_train", short_message(str(exc))
+    from store.artifact_store import StoreError
+
+    if isinstance(exc, StoreError):
+        return "artifact_store_error", short_message(str(exc))
     if isinstance(exc, storage.ArtifactCorrupt):
         return "artifact_corrupt", short_message(str(exc))
     if isinstance(exc, ArtifactError):

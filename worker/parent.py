@@ -9,8 +9,9 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import repo, storage
+from store.artifact_store import Fetched
 from store.models import Lineage, ModelVersion, VersionState
-from store.settings import Settings
+from worker.artifacts import JobArtifacts
 from worker.job_record import JobInput, JobRecord
 from worker.outcomes import JobFailed, short_message
 
@@ -21,6 +22,12 @@ class NextVersion:
     number: int
     parent: ModelVersion | None
     parent_dir: Path | None
+    parent_fetched: Fetched | None = None  # pins the parent's copy in the host's cache
+
+    def release(self) -> None:
+        if self.parent_fetched is not None:
+            self.parent_fetched.release()
+            self.parent_fetched = None
 
 
 def current_version(session: Session, lineage_id: int) -> ModelVersion | None:
@@ -28,9 +35,10 @@ def current_version(session: Session, lineage_id: int) -> ModelVersion | None:
     return repo.newest_usable_version(session, session.get(Lineage, lineage_id))
 
 
-def choose_parent(session: Session, session_factory: sessionmaker[Session], settings: Settings,
-                  record: JobRecord, job: JobInput) -> NextVersion:
-    """The next version's number and its parent, whose artifact is checked against its checksum.
+def choose_parent(session: Session, session_factory: sessionmaker[Session], record: JobRecord, job: JobInput,
+                  artifacts: JobArtifacts) -> NextVersion:
+    """The next version's number and its parent, fetched from the artifact store to this host and
+    checked against its recorded checksum.
 
     ``session`` is the lineage lock's. A damaged parent is marked rejected and the job fails, so
     the next update builds on the newest intact version.
@@ -38,11 +46,11 @@ def choose_parent(session: Session, session_factory: sessionmaker[Session], sett
     parent = current_version(session, job.lineage_id)
     # Numbers never repeat, even after a rejected version: its parent is the newest intact one.
     number = repo.next_version_number(session, session.get(Lineage, job.lineage_id))
-    parent_dir = None
+    parent_dir = fetched = None
     if parent is not None:
-        parent_dir = storage.resolve_artifact(settings, parent.artifact_uri)
         try:
-            storage.verify_artifact(parent_dir, parent.artifact_sha256)
+            fetched = artifacts.fetch_parent(parent.artifact_uri, parent.artifact_sha256)
+            parent_dir = fetched.path
         except storage.ArtifactCorrupt as exc:
             _reject_version(session_factory, parent.id)
             raise JobFailed("artifact_corrupt", short_message(
@@ -53,7 +61,7 @@ def choose_parent(session: Session, session_factory: sessionmaker[Session], sett
     record.event("parent", f"training version {number} from "
                  + (f"version {parent.number}" if parent is not None else f"the base {job.base_model}"),
                  {"version": number, "parent_version": parent.number if parent is not None else None})
-    return NextVersion(number=number, parent=parent, parent_dir=parent_dir)
+    return NextVersion(number=number, parent=parent, parent_dir=parent_dir, parent_fetched=fetched)
 
 
 def _reject_version(session_factory: sessionmaker[Session], version_id: int) -> None:

@@ -18,14 +18,15 @@ import logging
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from store import storage
+from store.artifact_store import StoreUnavailable
 from store.models import JobStatus, utcnow
 from store.settings import Settings
+from worker.artifacts import JobArtifacts
 from worker.cancel_watch import CancelWatch
 from worker.claim import claim_job
 from worker.evaluation import evaluate_version
 from worker.heartbeat import Heartbeat
-from worker.job_record import JobRecord, read_job, remove_job_files
+from worker.job_record import JobRecord, lineage_name_of, read_job, remove_job_files
 from worker.lineage_lock import LineageLock
 from worker.model_cache import default_device
 from worker.outcomes import ClaimLost, JobCancelled, Outcome, classify_failure
@@ -53,9 +54,9 @@ def run_job(job_id: str, *, session_factory: sessionmaker[Session], settings: Se
     log.info("job %s: attempt %d started", job_id, claim.attempt)
     try:
         with Heartbeat(record):
-            version_number = run_claimed(record, session_factory, settings, device)
+            version_number, key = run_claimed(record, session_factory, settings, device)
         log.info("job %s succeeded: version %d", job_id, version_number)
-        storage.remove_tree(storage.checkpoint_dir(settings, job_id))
+        remove_job_files(settings, job_id, lineage_name_of(session_factory, job_id), keep=key)
         return Outcome.succeeded
     except ClaimLost:
         log.warning("job %s: attempt %d was superseded by another worker; its work is dropped",
@@ -66,6 +67,14 @@ def run_job(job_id: str, *, session_factory: sessionmaker[Session], settings: Se
         # heartbeat goes stale and the reconciler sends it again (bounded by job_max_attempts).
         log.exception("job %s: database unreachable; left for redelivery", job_id)
         raise
+    except StoreUnavailable as exc:
+        # The artifact store is down (or failing): nothing half-written is visible (a version
+        # counts only once its manifest is written), and the job's checkpoints in the store are
+        # kept. The job goes back to the queue; the reconciler sends it again after
+        # reconcile_after_s, and job_max_attempts bounds how long an outage is waited out.
+        log.warning("job %s: artifact store unavailable (%s); queued again", job_id, exc)
+        _queue_again(record, settings, str(exc))
+        return Outcome.retrying
     except JobCancelled:
         _end(record, settings, JobStatus.cancelled, "cancelled", "cancelled on request")
         log.info("job %s cancelled", job_id)
@@ -80,8 +89,8 @@ def run_job(job_id: str, *, session_factory: sessionmaker[Session], settings: Se
 
 
 def run_claimed(record: JobRecord, session_factory: sessionmaker[Session], settings: Settings,
-                device: str | None) -> int:
-    """Train, evaluate and register a claimed attempt; returns the new version's number."""
+                device: str | None) -> tuple[int, str]:
+    """Train, evaluate and register a claimed attempt; returns the new version's number and key."""
     stop = CancelWatch(record)
     stop.check()
     job = read_job(session_factory, record.job_id)
@@ -89,18 +98,23 @@ def run_claimed(record: JobRecord, session_factory: sessionmaker[Session], setti
     check_policy(job.promotion)
     device = device or default_device()
 
+    artifacts = JobArtifacts(settings, record.job_id)
     record.update(progress={"stage": "waiting", "documents_done": 0, "documents_total": len(job.documents)})
     with LineageLock(session_factory, settings, job.lineage_id, stop) as lock:
-        next_version = choose_parent(lock.session, session_factory, settings, record, job)
-        trained = train_version(record, settings, job, config, next_version, stop, device)
-        with discarded_on_failure(trained.artifact_dir):
-            scores = evaluate_version(record, settings, job, config, next_version, trained, stop, device)
-            decision = decide_promotion(job.promotion, scores, settings)
-            version_id = register_version(lock.session, record, job, next_version, trained, config, scores,
-                                          decision)
+        next_version = choose_parent(lock.session, session_factory, record, job, artifacts)
+        try:
+            trained = train_version(record, job, config, next_version, stop, device, artifacts)
+            with discarded_on_failure(artifacts, trained):
+                scores = evaluate_version(record, settings, job, config, next_version, trained, stop, device)
+                decision = decide_promotion(job.promotion, scores, settings)
+                version_id = register_version(lock.session, record, job, next_version, trained, config, scores,
+                                              decision)
+        finally:
+            next_version.release()
+            artifacts.remove_scratch()
     log.info("job %s: version %d (id %d) %s", record.job_id, next_version.number, version_id,
              "promoted" if decision.promote else "kept as a candidate")
-    return next_version.number
+    return next_version.number, trained.key
 
 
 def _end(record: JobRecord, settings: Settings, status: JobStatus, kind: str, message: str,
@@ -112,4 +126,16 @@ def _end(record: JobRecord, settings: Settings, status: JobStatus, kind: str, me
     except ClaimLost:
         log.warning("job %s: not recording %s, another attempt owns the job", record.job_id, kind)
         return
-    remove_job_files(settings, record.job_id)
+    remove_job_files(settings, record.job_id, lineage_name_of(record.session_factory, record.job_id))
+
+
+def _queue_again(record: JobRecord, settings: Settings, reason: str) -> None:
+    """Hand a job back to the queue after a transient failure, keeping its checkpoints."""
+    try:
+        record.update(status=JobStatus.queued, enqueued_at=utcnow(), heartbeat_at=None, progress=None)
+        record.event("retrying", f"the artifact store is unavailable ({reason}); the job is queued again",
+                     {"code": "artifact_store_unavailable", "attempt": record.attempt})
+    except ClaimLost:
+        log.warning("job %s: not queuing again, another attempt owns the job", record.job_id)
+        return
+    JobArtifacts(settings, record.job_id).remove_scratch()

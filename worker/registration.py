@@ -33,7 +33,7 @@ def register_version(session: Session, record: JobRecord, job: JobInput, next_ve
     version = repo.create_version(
         session, lineage=lineage, parent=next_version.parent, job_id=record.job_id, method=config.method,
         base_model=job.base_model, base_model_checksum=read_meta(result.artifact_dir).get("base_model_checksum"),
-        artifact_kind=artifact_kind(result.artifact_dir), artifact_uri=trained.relpath,
+        artifact_kind=artifact_kind(result.artifact_dir), artifact_uri=trained.key,
         artifact_sha256=trained.sha256, config=read_meta(result.artifact_dir).get("config", config.to_dict()),
         train_metrics=result.metrics,
         train_report=result.report.to_dict(), number=number)

@@ -1,4 +1,5 @@
-"""Training the new version into its artifact directory, resuming from the job's checkpoints."""
+"""Training the new version in the job's scratch folder, resuming from the job's checkpoints in
+the artifact store (wherever the attempt that wrote them ran)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from store import storage
-from store.settings import Settings
+from worker.artifacts import JobArtifacts
 from worker.cancel_watch import CancelWatch
 from worker.job_record import JobInput, JobRecord
 from worker.outcomes import JobCancelled
@@ -18,46 +18,49 @@ from worker.progress import ProgressReporter
 
 @dataclass
 class TrainedVersion:
-    relpath: str        # the artifact's path under the artifact root, as registered
-    artifact_dir: str
-    sha256: str
+    key: str            # the artifact's key in the store, as registered (``artifact_uri``)
+    artifact_dir: str   # the local copy in the job's scratch folder, which evaluation reads
+    sha256: str         # the store manifest's directory checksum, as registered
     result: Any         # disc_engine.trainer.TrainResult
 
 
 @contextmanager
-def discarded_on_failure(artifact_dir: str) -> Iterator[None]:
-    """An artifact nobody registered is removed, so no one trusts files nobody vouched for."""
+def discarded_on_failure(artifacts: JobArtifacts, trained: TrainedVersion) -> Iterator[None]:
+    """A published version nobody registered is removed, so no one trusts files nobody vouched for."""
     try:
         yield
     except BaseException:
-        storage.remove_tree(artifact_dir)
+        artifacts.discard_version(trained.key)
         raise
 
 
-def train_version(record: JobRecord, settings: Settings, job: JobInput, config, next_version: NextVersion,
-                  stop: CancelWatch, device: str) -> TrainedVersion:
+def train_version(record: JobRecord, job: JobInput, config, next_version: NextVersion, stop: CancelWatch,
+                  device: str, artifacts: JobArtifacts) -> TrainedVersion:
+    """Train (resuming from the store's newest checkpoint of this job) and publish the version."""
     from disc_engine.trainer import TrainingCancelled, train
 
-    relpath = storage.version_relpath(job.lineage_name, next_version.number, record.job_id)
-    out_dir = storage.artifact_root(settings) / relpath
-    # Left by an attempt that died between writing and registering: train again (from the
-    # checkpoints) rather than trust files nobody vouched for.
-    storage.remove_tree(out_dir)
-    checkpoints = storage.checkpoint_dir(settings, record.job_id)
-    checkpoints.mkdir(parents=True, exist_ok=True)
+    resumed_from = artifacts.restore_checkpoint()
+    if resumed_from is not None:
+        record.event("checkpoint_restored", f"resuming from {resumed_from} in the artifact store",
+                     {"checkpoint": resumed_from})
+    out_dir = artifacts.output_dir()
     reporter = ProgressReporter(record)
     parent_dir = next_version.parent_dir
     try:
         result = train(job.documents, out_dir=str(out_dir), config=config, base_model=job.base_model,
                        parent=str(parent_dir) if parent_dir is not None else None,
                        progress=reporter,
-                       checkpoint_dir=str(checkpoints),
+                       checkpoint_dir=str(artifacts.checkpoint_dir),
+                       on_checkpoint=artifacts.share_checkpoint,
                        should_stop=stop, device=device)
     except TrainingCancelled as exc:
         raise JobCancelled() from exc
     record_epoch_selection(record, result.metrics.get("epoch_selection"))
-    with discarded_on_failure(result.artifact_dir):
-        sha256 = storage.directory_sha256(result.artifact_dir)
+    key, manifest = artifacts.publish_version(result.artifact_dir, job.lineage_name, next_version.number)
+    trained = TrainedVersion(key=key, artifact_dir=result.artifact_dir, sha256=manifest.directory_sha256,
+                             result=result)
+    with discarded_on_failure(artifacts, trained):
+        sha256 = trained.sha256
         report = result.report
         # What was skipped, altered or repeated is said in the job's events, document by document.
         noted = [f"{len(items)} {what}" for what, items in (
@@ -65,14 +68,15 @@ def train_version(record: JobRecord, settings: Settings, job: JobInput, config, 
             ("repeated", report.documents_duplicated)) if items]
         record.event("trained", f"{result.steps} steps; {report.documents_trained} of {report.documents_total} "
                                 f"documents trained" + (f" ({', '.join(noted)})" if noted else "")
-                                + f"; artifact {relpath}",
+                                + f"; artifact {key}",
                      {"steps": result.steps, "artifact_sha256": sha256,
                       "documents_trained": report.documents_trained,
                       "documents_skipped": report.documents_skipped,
                       "documents_altered": report.documents_altered,
                       "documents_duplicated": report.documents_duplicated,
+                      "artifact_bytes": manifest.total_bytes,
                       "resumed_at_document": reporter.resumed_at})
-    return TrainedVersion(relpath=relpath, artifact_dir=result.artifact_dir, sha256=sha256, result=result)
+    return trained
 
 
 def record_epoch_selection(record: JobRecord, selection: dict | None) -> None:

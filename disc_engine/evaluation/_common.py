@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,26 +210,50 @@ def cache_key(*parts: Any) -> str:
 
 
 class DiskCache:
-    """JSON values under ``<cache_dir>/evaluation``, one file per (kind, key), written atomically
-    so that concurrent workers never read half a file. ``cache_dir=None`` caches nothing."""
+    """JSON values, one per (kind, key), under ``<cache_dir>/evaluation``.
 
-    def __init__(self, cache_dir: str | os.PathLike | None):
-        self.root = None if cache_dir is None else Path(cache_dir) / "evaluation"
+    ``cache_dir`` is a folder (files written atomically, so concurrent workers never read half a
+    file), or any object with ``get_bytes(name)``/``put_bytes(name, data)`` — the service passes
+    its artifact store, so every worker host shares one cache. ``None`` caches nothing.
+    """
+
+    def __init__(self, cache_dir):
+        self.values = None
+        self.root = None
+        if cache_dir is None:
+            return
+        if hasattr(cache_dir, "get_bytes") and hasattr(cache_dir, "put_bytes"):
+            self.values = cache_dir
+        else:
+            self.root = Path(cache_dir) / "evaluation"
+
+    @property
+    def enabled(self) -> bool:
+        return self.values is not None or self.root is not None
 
     def get(self, kind: str, key: str) -> Any | None:
-        if self.root is None:
-            return None
-        path = self.root / f"{kind}-{key[:40]}.json"
+        name = f"{kind}-{key[:40]}.json"
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
+            if self.values is not None:
+                data = self.values.get_bytes(f"evaluation/{name}")
+                if data is None:
+                    return None
+                record = json.loads(data)
+            elif self.root is not None:
+                record = json.loads((self.root / name).read_text(encoding="utf-8"))
+            else:
+                return None
         except (FileNotFoundError, json.JSONDecodeError):
             return None
         return record["value"] if record.get("key") == key else None
 
     def put(self, kind: str, key: str, value: Any) -> None:
-        if self.root is None:
-            return
-        write_text_atomically(self.root / f"{kind}-{key[:40]}.json", json.dumps({"key": key, "value": value}))
+        name = f"{kind}-{key[:40]}.json"
+        data = json.dumps({"key": key, "value": value})
+        if self.values is not None:
+            self.values.put_bytes(f"evaluation/{name}", data.encode("utf-8"))
+        elif self.root is not None:
+            write_text_atomically(self.root / name, data)
 
     def memoize(self, kind: str, model, tokenizer, model_key: str | None, parts: tuple,
                 compute: Callable[[], Any]) -> Any:
@@ -239,7 +262,7 @@ class DiskCache:
         The model is fingerprinted (one forward pass) only when caching and no ``model_key`` —
         a checkpoint checksum or an artifact hash — names it.
         """
-        if self.root is None:
+        if not self.enabled:
             return compute()
         key = cache_key(kind, model_key or model_fingerprint(model, tokenizer), tokenizer_identity(tokenizer),
                         *parts)

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import APIRouter
 from fastapi import Path as PathParam
-from fastapi.responses import StreamingResponse
+from fastapi.responses import RedirectResponse, StreamingResponse
 
 from service.api.deps import ModelsPromoter, ModelsReader, SessionDep, SettingsDep
 from service.auth import Principal
@@ -13,6 +14,7 @@ from service.errors import ERROR_RESPONSES, ApiError, not_found
 from service.presenters import alias_moves_public, lineage_public, version_public
 from service.schemas import AliasHistoryPublic, LineageName, LineagesPublic, VersionPublic, VersionsPublic
 from store import repo, storage
+from store.artifact_store import StoreError, StoreUnavailable, open_store
 from store.models import Lineage, ModelVersion
 
 router = APIRouter(prefix="/models", tags=["models"], responses=ERROR_RESPONSES)
@@ -36,14 +38,24 @@ def _version(session, principal: Principal, lineage: str, number: int) -> ModelV
     return version
 
 
-def _verified_artifact(settings, version: ModelVersion) -> Path:
+@contextmanager
+def _store_errors(lineage: str, number: int) -> Iterator[None]:
+    """The artifact store's failures as API errors: damaged (409), unreachable (503)."""
     try:
-        path = storage.resolve_artifact(settings, version.artifact_uri)
-        storage.verify_artifact(path, version.artifact_sha256)
+        yield
     except storage.ArtifactCorrupt as exc:
-        raise ApiError(409, "artifact_corrupt", f"the artifact of version {version.number} of "
-                       f"{version.lineage.name!r} is missing or damaged") from exc
-    return path
+        raise ApiError(409, "artifact_corrupt", f"the artifact of version {number} of "
+                       f"{lineage!r} is missing or damaged") from exc
+    except StoreUnavailable as exc:
+        raise ApiError(503, "artifact_store_unavailable", f"the artifact store cannot be reached "
+                       f"({exc}); try again shortly", headers={"Retry-After": "5"}) from exc
+    except StoreError as exc:
+        raise ApiError(503, "artifact_store_error", str(exc)) from exc
+
+
+def _verified_artifact(settings, version: ModelVersion) -> None:
+    with _store_errors(version.lineage.name, version.number):
+        open_store(settings).verify(version.artifact_uri, version.artifact_sha256)
 
 
 @router.get("", response_model=LineagesPublic)
@@ -82,21 +94,32 @@ def get_version(lineage: LineagePath, number: VersionNumber, session: SessionDep
 
 
 @router.get("/{lineage}/versions/{number}/artifact", response_class=StreamingResponse,
-            responses={200: {"content": {"application/gzip": {}}, "description": "tar.gz of the artifact"}})
+            responses={200: {"content": {"application/gzip": {}}, "description": "tar.gz of the artifact"},
+                       307: {"description": "object storage: a short-lived presigned URL of the tar.gz"}})
 def download_artifact(lineage: LineagePath, number: VersionNumber, session: SessionDep, settings: SettingsDep,
-                      principal: ModelsReader) -> StreamingResponse:
+                      principal: ModelsReader):
     """The version's artifact directory (weights or adapter, meta.json) as a tar.gz.
 
-    Its checksum is verified first: a missing or damaged artifact is refused (409 artifact_corrupt)
+    From a local artifact folder the bytes are streamed; from object storage the answer is a 307
+    to a presigned URL valid for ``DISC_ARTIFACT_LINK_TTL_S``, so the bytes do not flow through
+    the API (fetch it without this API's Authorization header). Either way ``X-Artifact-SHA256``
+    is the recorded checksum of the unpacked directory, which a client checks after unpacking.
+    The store is checked first: a missing or damaged artifact is refused (409 artifact_corrupt)
     rather than sent as a broken download.
     """
     version = _version(session, principal, lineage, number)
-    path, sha256 = _verified_artifact(settings, version), version.artifact_sha256
+    sha256, key = version.artifact_sha256, version.artifact_uri
     session.close()  # release the connection now rather than hold it for the whole download
     name = f"{storage.safe_name(lineage)}-v{number}"
-    return StreamingResponse(storage.iter_tar_gz(path, arcname=name), media_type="application/gzip",
-                             headers={"Content-Disposition": f'attachment; filename="{name}.tar.gz"',
-                                      "X-Artifact-SHA256": sha256})
+    with _store_errors(lineage, number):
+        download = open_store(settings).open_download(key, sha256, filename=name)
+    headers = {"X-Artifact-SHA256": sha256}
+    if download.redirect_url is not None:
+        if download.archive_sha256:
+            headers["X-Archive-SHA256"] = download.archive_sha256
+        return RedirectResponse(download.redirect_url, status_code=307, headers=headers)
+    return StreamingResponse(download.chunks, media_type="application/gzip",
+                             headers={"Content-Disposition": f'attachment; filename="{name}.tar.gz"', **headers})
 
 
 @router.post("/{lineage}/versions/{number}/promote", response_model=VersionPublic)
