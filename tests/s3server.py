@@ -31,7 +31,8 @@ SECRET_KEY = "disc-test-secret"
 class S3TestServer:
     """Start, stop and restart one moto S3 server on a free loopback port."""
 
-    def __init__(self, root: str | os.PathLike | None = None):
+    def __init__(self, root: str | os.PathLike | None = None, address: str = "127.0.0.1"):
+        self.address = address  # a veth address serves other test hosts (network namespaces) too
         self.root = Path(root or tempfile.mkdtemp(prefix="disc-s3-"))
         self.root.mkdir(parents=True, exist_ok=True)
         self.state = self.root / "state.pickle"
@@ -41,7 +42,7 @@ class S3TestServer:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.address}:{self.port}"
 
     def environment(self) -> dict[str, str]:
         """The standard AWS variables that point a client at this server."""
@@ -52,14 +53,15 @@ class S3TestServer:
         repo_root = Path(__file__).resolve().parents[1]
         env = {**os.environ, "PYTHONPATH": f"{repo_root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "tests.s3server", str(self.port), str(self.state)],
+            self.proc = subprocess.Popen([sys.executable, "-m", "tests.s3server", str(self.port), str(self.state),
+                                          self.address],
                                          stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the S3 test server exited: {self.log.read_text()[-2000:]}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                with socket.create_connection((self.address, self.port), timeout=0.5):
                     return
             except OSError:
                 time.sleep(0.1)
@@ -94,14 +96,14 @@ class S3TestServer:
                             aws_secret_access_key=SECRET_KEY, region_name=REGION)
 
 
-def _serve(port: int, state: Path) -> None:
+def _serve(port: int, state: Path, address: str) -> None:
     from moto.s3.models import s3_backends
     from moto.server import ThreadedMotoServer
 
     backend = s3_backends["123456789012"]["aws"]
     if state.exists():
         backend.buckets.update(pickle.loads(state.read_bytes()))
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address=address, port=port, verbose=False)
     server.start()
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
@@ -113,4 +115,4 @@ def _serve(port: int, state: Path) -> None:
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]), Path(sys.argv[2]))
+    _serve(int(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1")

@@ -39,8 +39,9 @@ log = logging.getLogger("disc.worker")
 
 
 def run_job(job_id: str, *, session_factory: sessionmaker[Session], settings: Settings,
-            device: str | None = None) -> Outcome:
-    """Run one delivery of a job to its end; returns what became of it.
+            device: str | None = None, worker_name: str | None = None) -> Outcome:
+    """Run one delivery of a job to its end; returns what became of it. ``worker_name`` (the
+    Celery node's) is recorded in the job's events, so an operator sees which machine ran it.
 
     Never raises for the job's own failures (they are recorded); a database that cannot be
     reached is raised, leaving the job to be re-sent once its heartbeat is stale.
@@ -50,7 +51,9 @@ def run_job(job_id: str, *, session_factory: sessionmaker[Session], settings: Se
         return claim
     record = JobRecord(session_factory, job_id, claim.attempt)
     record.event("resumed" if claim.resumed else "started",
-                 f"attempt {claim.attempt} of {settings.job_max_attempts}", {"attempt": claim.attempt})
+                 f"attempt {claim.attempt} of {settings.job_max_attempts}"
+                 + (f" on {worker_name}" if worker_name else ""),
+                 {"attempt": claim.attempt, "worker": worker_name})
     log.info("job %s: attempt %d started", job_id, claim.attempt)
     try:
         with Heartbeat(record):

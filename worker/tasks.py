@@ -9,7 +9,8 @@ from worker import pipeline
 from worker.celery_app import app
 
 
-@app.task(name=RUN_UPDATE_JOB)
-def run_update_job(job_id: str) -> str:
+@app.task(name=RUN_UPDATE_JOB, bind=True)
+def run_update_job(self, job_id: str) -> str:
     settings = get_settings()
-    return pipeline.run_job(job_id, session_factory=session_factory(settings), settings=settings).value
+    return pipeline.run_job(job_id, session_factory=session_factory(settings), settings=settings,
+                            worker_name=self.request.hostname).value

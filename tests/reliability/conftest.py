@@ -145,16 +145,18 @@ class Deployment:
 
     # processes
 
-    def _start(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> Process:
+    def _start(self, name: str, args: list[str], extra_env: dict[str, str] | None = None,
+               wrap: Callable[[list[str]], list[str]] | None = None) -> Process:
         env = {**self.env, **(extra_env or {})}
-        process = Process(name, disc_argv(*args), env,
+        argv = disc_argv(*args)
+        process = Process(name, wrap(argv) if wrap else argv, env,
                           self.logs / f"{name}-{len(self.processes)}.log")
         self.processes.append(process)
         return process
 
-    def serve(self) -> Process:
+    def serve(self, env: dict[str, str] | None = None) -> Process:
         port = free_port()
-        process = self._start("serve", ["serve", "--port", str(port), "--log-level", "warning"])
+        process = self._start("serve", ["serve", "--port", str(port), "--log-level", "warning"], env)
         self.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -168,9 +170,11 @@ class Deployment:
             time.sleep(0.1)
         raise TimeoutError(f"disc serve did not answer within 60 s:\n{process.log()[-3000:]}")
 
-    def worker(self, *extra: str, env: dict[str, str] | None = None, wait: bool = True) -> Process:
+    def worker(self, *extra: str, env: dict[str, str] | None = None, wait: bool = True,
+               wrap: Callable[[list[str]], list[str]] | None = None) -> Process:
+        """A ``disc worker``; ``wrap`` turns its command line into one run elsewhere (another host)."""
         process = self._start("worker", ["worker", "--loglevel", "info",
-                                         "--reconcile-every", str(RECONCILE_EVERY_S), *extra], env)
+                                         "--reconcile-every", str(RECONCILE_EVERY_S), *extra], env, wrap)
         if wait:
             process.wait_for_log(" ready.", timeout_s=120)
         return process

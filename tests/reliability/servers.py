@@ -49,9 +49,11 @@ def _pg_bin_dir() -> Path:
 
 
 class PrivatePostgres:
-    """A PostgreSQL cluster of its own (trust auth, user ``postgres``, fsync off)."""
+    """A PostgreSQL cluster of its own (trust auth, user ``postgres``, fsync off), listening on
+    loopback and on any ``extra_addresses`` (the address other test hosts reach it by)."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra_addresses: tuple[str, ...] = ()) -> None:
+        self.extra_addresses = extra_addresses
         self.bin = _pg_bin_dir()
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="disc-pg-"))
@@ -61,6 +63,10 @@ class PrivatePostgres:
         if self._as_postgres:
             shutil.chown(self.root, user="postgres")
         self._run(["initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"])
+        if extra_addresses:
+            with open(self.data / "pg_hba.conf", "a") as hba:
+                for address in extra_addresses:
+                    hba.write(f"host all all {address.rsplit('.', 1)[0]}.0/24 trust\n")
 
     @property
     def admin_url(self) -> str:
@@ -76,7 +82,8 @@ class PrivatePostgres:
             raise RuntimeError(f"{' '.join(argv[:2])} failed: {result.stderr.strip()}\n{log[-2000:]}")
 
     def start(self) -> None:
-        options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+        addresses = ",".join(("127.0.0.1", *self.extra_addresses))
+        options = (f"-p {self.port} -k {self.root} -c listen_addresses={addresses} -c fsync=off "
                    "-c full_page_writes=off -c max_connections=200")
         self._run(["pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "-t", "60", "start"])
 
@@ -103,7 +110,8 @@ class PrivatePostgres:
 class PrivateRedis:
     """A ``redis-server`` of its own, without persistence: a restart loses every message in it."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra_addresses: tuple[str, ...] = ()) -> None:
+        self.extra_addresses = extra_addresses
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="disc-redis-"))
         self.proc: subprocess.Popen | None = None
@@ -114,7 +122,9 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", *self.extra_addresses,
+             # Reached from another test host (a network namespace) without a password.
+             *(["--protected-mode", "no"] if self.extra_addresses else []), "--save", "",
              "--appendonly", "no", "--dir", str(self.root), "--logfile", str(self.root / "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         _wait_for_port(self.port, 30, self.proc)
