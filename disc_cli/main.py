@@ -1,4 +1,4 @@
-"""`disc` — the service's side (serve, worker, db upgrade, demo, train, keys) and a client's side
+"""`disc` — the service's side (serve, worker, db upgrade, store init, demo, train, keys) and a client's side
 (submit, jobs, models, pull; through the ``disc_client`` SDK).
 
 Each subcommand lives in its own module exposing ``register(subparsers)``; the module sets
@@ -13,7 +13,7 @@ import importlib
 import signal
 import sys
 
-SUBCOMMAND_MODULES = ("serve", "worker", "db", "demo", "train", "keys", "submit", "jobs", "models", "pull")
+SUBCOMMAND_MODULES = ("serve", "worker", "db", "store", "demo", "train", "keys", "submit", "jobs", "models", "pull")
 
 
 def build_parser() -> argparse.ArgumentParser:

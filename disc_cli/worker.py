@@ -33,6 +33,12 @@ def register(subparsers) -> None:
                         help="log level (default info)")
     parser.add_argument("--hostname", default=None,
                         help="Celery node name (default: disc@<host>-<pid>)")
+    parser.add_argument("--device", default=None,
+                        help="device to train on: cpu, cuda or cuda:N (default: the first GPU if any); "
+                             "one worker per GPU: start one with --device cuda:N for each")
+    parser.add_argument("--queue", action="append", default=None, metavar="NAME",
+                        help="queue to consume (repeatable; default 'updates'): with DISC_BASE_MODEL_QUEUES, "
+                             "the queues of the base models this worker serves")
     parser.add_argument("--reconcile-every", type=float, default=None, metavar="SECONDS",
                         help="seconds between passes re-sending lost jobs (default 30; 0 disables)")
     parser.set_defaults(func=run)
@@ -48,6 +54,23 @@ def _positive(value: str) -> int:
     return number
 
 
+def _device_problem(device: str) -> str | None:
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as exc:
+        return f"not a device name ({exc})"
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            return "no CUDA GPU is visible to this process"
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            return f"only {torch.cuda.device_count()} GPU(s) are visible (CUDA_VISIBLE_DEVICES)"
+    elif parsed.type != "cpu":
+        return f"device type {parsed.type!r} is not supported (cpu, cuda, cuda:N)"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from store.db import session_factory
     from store.migrate import DatabaseNotMigrated, check_up_to_date
@@ -56,6 +79,14 @@ def run(args: argparse.Namespace) -> int:
     from worker.celery_app import app
     from worker.reconciler import RECONCILE_EVERY_S, ReconcilerThread
 
+    if args.device is not None:
+        problem = _device_problem(args.device)
+        if problem:
+            print(f"disc worker: --device {args.device}: {problem}")
+            return 2
+        # Read by the job pipeline through the settings (DISC_WORKER_DEVICE).
+        os.environ["DISC_WORKER_DEVICE"] = args.device
+        get_settings.cache_clear()
     logging.basicConfig(level=args.loglevel.upper(),
                         format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
     settings = get_settings()
@@ -73,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     hostname = args.hostname or f"disc@{socket.gethostname()}-{os.getpid()}"
     try:
         app.worker_main([
-            "worker", "--queues", UPDATES_QUEUE, "--pool", pool, "--concurrency", str(args.concurrency),
+            "worker", "--queues", ",".join(args.queue or [UPDATES_QUEUE]), "--pool", pool,
+            "--concurrency", str(args.concurrency),
             "--loglevel", args.loglevel.upper(), "--hostname", hostname, "--without-gossip",
             "--without-mingle",
         ])

@@ -150,7 +150,7 @@ def _without_nulls(model) -> dict | None:
 
 def _enqueue(session: Session, settings: Settings, job: Job) -> None:
     try:
-        queue.enqueue_job(job.id, settings)
+        queue.enqueue_job(job.id, settings, base_model=job.lineage.base_model)
     except Exception:  # broker down: the reconciler re-sends queued jobs that were never enqueued
         log.exception("could not send job %s to the broker; it stays queued", job.id)
         repo.add_job_event(session, job, "enqueue_failed", "the broker was unreachable; the job will be re-sent")

@@ -49,9 +49,15 @@ def _transport_options(settings: Settings) -> dict:
 _senders: dict[str, Celery] = {}  # one producer app per broker URL; connections are pooled inside
 
 
-def enqueue_job(job_id: str, settings: Settings | None = None) -> None:
-    """Send a job id to the workers. Call only after the job's transaction has committed."""
+def queue_for(base_model: str | None, settings: Settings) -> str:
+    """The queue of a lineage's jobs: its base model's (``DISC_BASE_MODEL_QUEUES``) or ``updates``."""
+    return settings.base_model_queues.get(base_model or "", UPDATES_QUEUE)
+
+
+def enqueue_job(job_id: str, settings: Settings | None = None, *, base_model: str | None = None) -> None:
+    """Send a job id to the workers that serve its base model. Call only after the job's
+    transaction has committed."""
     settings = settings or get_settings()
     if settings.broker_url not in _senders:
         _senders[settings.broker_url] = make_celery(settings)
-    _senders[settings.broker_url].send_task(RUN_UPDATE_JOB, args=[job_id], queue=UPDATES_QUEUE)
+    _senders[settings.broker_url].send_task(RUN_UPDATE_JOB, args=[job_id], queue=queue_for(base_model, settings))

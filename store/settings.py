@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     base_model: str = Field(DEFAULT_BASE_MODEL, description="Base model of new lineages: a Hugging Face id, a "
                                                             "local path or the default's name.")
     default_lineage: str = Field("default", description="Lineage used when an update names none.")
+    base_model_queues: dict[str, str] = Field(
+        default_factory=dict,
+        description="Queues per base model, as JSON ({\"SmolLM2-135M-Instruct\": \"smollm\"}): a job of a lineage "
+                    "on a listed base model goes to its queue, every other job to 'updates'; a worker "
+                    "consumes the queues of the models it serves (disc worker --queue).")
+    worker_device: str | None = Field(None, description="Device a worker trains on (cpu, cuda, cuda:N); default "
+                                                        "the first GPU if there is one. Set by disc worker --device.")
     public_url: str = Field("", description="Prefix for artifact URLs in API answers (empty: relative URLs).")
 
     # Authentication

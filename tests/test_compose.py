@@ -36,22 +36,46 @@ def _known_env_vars() -> set[str]:
     return known | {"DISC_MODEL_CACHE"}
 
 
+WORKERS = ("worker-0", "worker-1")
+
+
 def test_the_stack_has_its_roles(compose):
     services = compose["services"]
-    assert {"postgres", "redis", "migrate", "api", "worker"} <= set(services)
-    for name in ("postgres", "redis"):
+    assert {"postgres", "redis", "objectstore", "store-init", "migrate", "api", *WORKERS} <= set(services)
+    for name in ("postgres", "redis", "objectstore"):
         assert services[name]["healthcheck"]["test"], f"{name} has no health check"
-    assert services["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-    assert services["worker"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-    devices = services["worker"]["deploy"]["resources"]["reservations"]["devices"]
-    assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices)
-    # API and workers must see the same artifacts: one named volume mounted where both look.
-    mounts = {name: {v.split(":")[0]: v.split(":")[1] for v in services[name].get("volumes", [])}
-              for name in ("api", "worker")}
-    for name in ("api", "worker"):
-        environment = services[name]["environment"]
-        assert mounts[name]["artifacts"] == environment["DISC_ARTIFACT_DIR"]
-    assert "artifacts" in compose["volumes"]
+    for name in ("api", *WORKERS):
+        depends = services[name]["depends_on"]
+        assert depends["migrate"]["condition"] == "service_completed_successfully"
+        assert depends["store-init"]["condition"] == "service_completed_successfully"
+    assert services["store-init"]["depends_on"]["objectstore"]["condition"] == "service_healthy"
+
+
+def test_workers_share_nothing_on_disk_and_each_has_its_own_gpu(compose):
+    from store.settings import Settings
+
+    services = compose["services"]
+    volumes = {name: [v.split(":")[0] for v in services[name].get("volumes", [])] for name in ("api", *WORKERS)}
+    named = [v for vs in volumes.values() for v in vs]
+    assert len(named) == len(set(named)), f"a volume is shared between the API and workers: {volumes}"
+    devices = []
+    for name in WORKERS:
+        [reservation] = services[name]["deploy"]["resources"]["reservations"]["devices"]
+        assert reservation["driver"] == "nvidia" and "gpu" in reservation["capabilities"]
+        devices += reservation["device_ids"]
+        command = services[name]["command"]
+        assert command[command.index("--device") + 1].startswith("cuda")
+    assert len(devices) == len(set(devices)), "two workers reserve the same GPU"
+    # Everyone names the same store; the object store's own service is where the endpoint points.
+    urls = {services[name]["environment"]["DISC_ARTIFACT_URL"] for name in ("api", *WORKERS)}
+    [url] = urls
+    assert url.startswith("s3://") and Settings(artifact_url=url).artifact_store_url == url
+    endpoint = services["api"]["environment"]["AWS_ENDPOINT_URL"]
+    assert endpoint.split("//")[1].split(":")[0] == "objectstore"
+    for mount in services["objectstore"]["volumes"]:
+        source = mount.split(":")[0]
+        if source.startswith("./"):
+            assert (ROOT / source).is_file(), f"the object store mounts {source}, which does not exist"
 
 
 def test_every_command_is_a_real_disc_subcommand(compose):
@@ -69,7 +93,7 @@ def test_every_command_is_a_real_disc_subcommand(compose):
             pytest.fail(f"service {name}: `{' '.join(command)}` is not a valid disc command ({exc})")
         assert callable(args.func)
         seen.add(args.command)
-    assert {"db", "serve", "worker"} <= seen
+    assert {"db", "store", "serve", "worker"} <= seen
 
 
 def test_builds_point_at_real_files(compose):
@@ -109,7 +133,7 @@ def test_every_disc_variable_is_one_the_product_reads(compose):
         for token in line.split():
             if token.startswith("DISC_") and "=" in token:
                 assert token.split("=")[0] in known, f"Dockerfile sets {token}, which nothing reads"
-    assert {"DISC_DATABASE_URL", "DISC_BROKER_URL", "DISC_ARTIFACT_DIR"} <= used
+    assert {"DISC_DATABASE_URL", "DISC_BROKER_URL", "DISC_ARTIFACT_URL"} <= used
 
 
 def test_settings_accept_the_compose_environment(compose, monkeypatch):

@@ -12,6 +12,6 @@ from store.settings import Settings, get_settings
 app = make_celery(get_settings(), include=["worker.tasks"])
 
 
-def send_job(job_id: str, settings: Settings) -> None:
-    """Send a job id to the workers (used by the reconciler)."""
-    enqueue_job(job_id, settings)
+def send_job(job_id: str, settings: Settings, base_model: str | None = None) -> None:
+    """Send a job id to the workers of its base model (used by the reconciler)."""
+    enqueue_job(job_id, settings, base_model=base_model)

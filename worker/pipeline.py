@@ -99,7 +99,7 @@ def run_claimed(record: JobRecord, session_factory: sessionmaker[Session], setti
     job = read_job(session_factory, record.job_id)
     config = job.train_config(settings.update_defaults)
     check_policy(job.promotion)
-    device = device or default_device()
+    device = device or settings.worker_device or default_device()
 
     artifacts = JobArtifacts(settings, record.job_id)
     record.update(progress={"stage": "waiting", "documents_done": 0, "documents_total": len(job.documents)})

@@ -68,9 +68,10 @@ def reconcile(session_factory: sessionmaker[Session], settings: Settings, *,
                 else "its worker stopped sending heartbeats"
             repo.add_job_event(session, job, "resent", f"sent to the workers again: {reason}",
                                {"status": job.status.value, "attempts": job.attempts})
+            base_model = job.lineage.base_model
             session.commit()
         try:
-            send(job_id, settings)
+            send(job_id, settings, base_model)
         except Exception:
             log.exception("could not re-send job %s; the next pass tries again", job_id)
             with session_factory() as session:

@@ -93,7 +93,7 @@ def test_failed_send_is_retried_on_the_next_pass(env_with_redis):
     job_id = env.add_job()
     _set(env, job_id, enqueued_at=None, created_at=utcnow() - timedelta(hours=1))
 
-    def broker_down(_job_id, _settings):
+    def broker_down(_job_id, _settings, _base_model):
         raise ConnectionError("broker unreachable")
 
     assert reconcile(env.session_factory, env.settings, send=broker_down) == []
