@@ -73,17 +73,18 @@ class ContentCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         return open(path, "a+")
 
-    def get(self, sha256: str, fill: Callable[[Path], None]) -> CacheEntry:
+    def get(self, sha256: str, fill: Callable[[Path], None], *, count: bool = True) -> CacheEntry:
         """The entry for ``sha256``, filled by ``fill(empty_directory)`` if absent.
 
-        ``fill`` must leave a complete, verified directory (or raise: nothing is kept).
+        ``fill`` must leave a complete, verified directory (or raise: nothing is kept). With
+        ``count=False`` (a writer seeding the cache) the use is left out of the hit statistics.
         """
         entry = self._entry(sha256)
         handle = self._lock_file(sha256)
         try:
             fcntl.flock(handle, fcntl.LOCK_SH)
             if entry.is_dir():
-                return self._pinned(entry, handle, hit=True)
+                return self._pinned(entry, handle, hit=True, count=count)
             # Absent: take the entry's lock exclusively to fill it (or find another process did).
             fcntl.flock(handle, fcntl.LOCK_EX)
             if not entry.is_dir():
@@ -92,7 +93,7 @@ class ContentCache:
             else:
                 hit = True
             fcntl.flock(handle, fcntl.LOCK_SH)
-            pinned = self._pinned(entry, handle, hit=hit)
+            pinned = self._pinned(entry, handle, hit=hit, count=count)
         except BaseException:
             handle.close()
             raise
@@ -100,10 +101,12 @@ class ContentCache:
             self.evict(keep=sha256)
         return pinned
 
-    def _pinned(self, entry: Path, handle, hit: bool) -> CacheEntry:
+    def _pinned(self, entry: Path, handle, hit: bool, count: bool = True) -> CacheEntry:
         os.utime(entry)  # least recently used = oldest mtime
         with self._lock:
-            if hit:
+            if not count:
+                pass
+            elif hit:
                 self.stats.hits += 1
             else:
                 self.stats.misses += 1

@@ -23,6 +23,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -215,6 +217,11 @@ class S3ArtifactStore(ArtifactStore):
         self._call(f"commit {key}", "put_object", Bucket=self.bucket, Key=base + MANIFEST_NAME, Body=body,
                    ContentType="application/json",
                    ChecksumSHA256=base64.b64encode(hashlib.sha256(body).digest()).decode())
+        if download_name is not None:
+            # A version is the next job's parent, most often on this same host: keep a copy in
+            # the local cache now rather than download it again then.
+            self.cache.get(manifest.directory_sha256, lambda staging: _copy_into(source, staging, manifest),
+                           count=False).release()
         return manifest
 
     def read_manifest(self, key) -> Manifest | None:
@@ -329,3 +336,15 @@ class S3ArtifactStore(ArtifactStore):
         base = self.prefix + prefix
         return sorted(o["Key"][len(self.prefix):] for o in self._list(base, f"list {prefix}")
                       if "/" not in o["Key"][len(base):])
+
+
+def _copy_into(source: Path, staging: Path, manifest: Manifest) -> None:
+    for item in manifest.files:
+        target = staging / item.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source / item.path, target)  # files are never modified in place
+        except OSError:
+            shutil.copyfile(source / item.path, target)
+    (staging / MANIFEST_NAME).write_bytes(manifest.to_json())
+    verify_files(staging, manifest)

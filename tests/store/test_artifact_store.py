@@ -145,9 +145,10 @@ def test_s3_damaged_objects_are_caught_by_verify_and_fetch(tmp_path, s3_bucket, 
     manifest = store.publish(_artifact(tmp_path / "out"), "bot/v3-job", download_name="bot-v3")
     name = "team-a/bot/v3-job/meta.json"
     s3_server.client().put_object(Bucket=s3_bucket, Key=name, Body=b'{"kind": "full", "seed": 0}')
+    reader = _s3_store(tmp_path / "another-host", s3_bucket)  # the publisher's cache holds a good copy
     with pytest.raises(ArtifactCorrupt, match="sha256"):  # same size: only the bytes tell
-        store.fetch("bot/v3-job", expected_sha256=manifest.directory_sha256)
-    assert store.cache.size_bytes() == 0  # nothing unverified is kept
+        reader.fetch("bot/v3-job", expected_sha256=manifest.directory_sha256)
+    assert reader.cache.size_bytes() == 0  # nothing unverified is kept
     s3_server.client().put_object(Bucket=s3_bucket, Key=name, Body=b"short")
     with pytest.raises(ArtifactCorrupt, match="size"):
         store.verify("bot/v3-job", manifest.directory_sha256)
@@ -194,3 +195,15 @@ def test_s3_an_unreachable_store_is_reported_as_unavailable_and_a_restart_keeps_
         store.fetch("bot/v1-job", expected_sha256=manifest.directory_sha256).release()
     finally:
         server.destroy()
+
+
+def test_s3_a_published_version_seeds_the_publishers_cache_but_not_another_hosts(tmp_path, s3_bucket):
+    publisher = _s3_store(tmp_path / "host-a", s3_bucket)
+    manifest = publisher.publish(_artifact(tmp_path / "out"), "bot/v1-job", download_name="bot-v1")
+    with publisher.fetch("bot/v1-job", expected_sha256=manifest.directory_sha256) as here:
+        assert here.hit and publisher.cache.stats.hit_rate == 1.0
+    other = _s3_store(tmp_path / "host-b", s3_bucket)
+    with other.fetch("bot/v1-job", expected_sha256=manifest.directory_sha256) as there:
+        assert not there.hit and there.path != here.path
+        assert (there.path / "adapter_model.safetensors").read_bytes() == \
+            (here.path / "adapter_model.safetensors").read_bytes()
