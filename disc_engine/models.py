@@ -8,12 +8,14 @@ tokenizer) keeps tests fast; it is built once, deterministically, and cached the
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import torch
@@ -53,24 +55,56 @@ def load_tokenizer(name_or_path: str | None = None):
     return tokenizer
 
 
+# Base models a long-lived process keeps in memory (``keep_bases_loaded``): a pristine CPU copy
+# per (path, dtype), from which every load gets its own copy, so a job's changes (LoRA modules
+# injected, fine-tuned weights) never reach the next job.
+_resident: dict[tuple[str, torch.dtype], torch.nn.Module] | None = None
+_resident_lock = threading.Lock()
+_checksums: dict[tuple, str] = {}
+
+
+def keep_bases_loaded(enabled: bool = True) -> None:
+    """Keep every base model loaded from now on (a worker serving many jobs of the same bases):
+    a load then copies weights in memory instead of reading and converting them from disk."""
+    global _resident
+    with _resident_lock:
+        _resident = {} if enabled else None
+
+
 def load_model(name_or_path: str | None = None, *, dtype: torch.dtype = torch.float32,
                device: str | torch.device = "cpu"):
-    """Load a causal LM in eval mode."""
-    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(name_or_path), dtype=dtype)
-    return model.to(device).eval()
+    """Load a causal LM in eval mode (a copy of the resident one with ``keep_bases_loaded``)."""
+    path = resolve_model_path(name_or_path)
+    if _resident is None:
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+    with _resident_lock:
+        key = (path, dtype)
+        if key not in _resident:
+            _resident[key] = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval().requires_grad_(False)
+        own = copy.deepcopy(_resident[key])
+    return own.to(device).eval().requires_grad_(True)
 
 
 def model_checksum(name_or_path: str | None = None) -> str:
     """sha256 over a local checkpoint's weight files (name and bytes); a hub id hashes its name.
 
     Recorded in every artifact's meta.json so an adapter is never applied to other weights.
+    Remembered per process for files whose size and modification time have not changed.
     """
     path = Path(resolve_model_path(name_or_path))
-    digest = hashlib.sha256()
     if not path.is_dir():
-        digest.update(str(name_or_path).encode())
-        return digest.hexdigest()
-    for weight_file in sorted(p for p in path.iterdir() if p.name.endswith(_WEIGHT_SUFFIXES)):
+        return hashlib.sha256(str(name_or_path).encode()).hexdigest()
+    weight_files = sorted(p for p in path.iterdir() if p.name.endswith(_WEIGHT_SUFFIXES))
+    identity = (str(path.resolve()), *((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in weight_files))
+    if identity in _checksums:
+        return _checksums[identity]
+    _checksums[identity] = checksum = _hash_weight_files(weight_files)
+    return checksum
+
+
+def _hash_weight_files(weight_files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for weight_file in weight_files:
         digest.update(weight_file.name.encode())
         with weight_file.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):

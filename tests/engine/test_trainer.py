@@ -394,3 +394,22 @@ def test_repeated_documents_are_trained_and_reported_and_preparing_shows_progres
     preparing = [(p.documents_done, p.documents_total) for p in seen if p.stage == "preparing"]
     assert preparing == [(1, 3), (2, 3), (3, 3)]
     assert [p.stage for p in seen] == ["preparing"] * 3 + ["training"] * 3
+
+
+def test_with_bases_kept_loaded_every_load_is_a_fresh_copy_and_training_matches(tiny_model, tmp_path):
+    from disc_engine import models
+
+    cold = train(DOCS[:2], out_dir=str(tmp_path / "cold"), base_model=tiny_model, config=TrainConfig(**FAST))
+    models.keep_bases_loaded()
+    try:
+        first = models.load_model(tiny_model)
+        with torch.no_grad():
+            next(first.parameters()).add_(1.0)   # a job changing its copy…
+        second = models.load_model(tiny_model)
+        assert not torch.equal(next(first.parameters()), next(second.parameters()))  # …never reaches the next
+        warm = train(DOCS[:2], out_dir=str(tmp_path / "warm"), base_model=tiny_model, config=TrainConfig(**FAST))
+    finally:
+        models.keep_bases_loaded(False)
+    a, b = load_artifact(cold.artifact_dir), load_artifact(warm.artifact_dir)
+    for (name, x), (_, y) in zip(a.named_parameters(), b.named_parameters()):
+        assert torch.equal(x, y), name
