@@ -128,12 +128,15 @@ def save_artifact(model, out_dir: str | os.PathLike, *, base_model: str, parent:
 
 
 def load_artifact(path: str | os.PathLike, *, base_model: str | None = None,
-                  device: str = "cpu"):
+                  device: str = "cpu", merged: bool = False):
     """Load an artifact for inference (eval mode).
 
     LoRA: the base (``base_model`` or the one named in meta.json) with the adapter applied, as a
-    PeftModel; the base's checksum must equal the one recorded at training time. Full: the
-    checkpoint itself, after checking its weights against the recorded checksum.
+    PeftModel; the base's checksum must equal the one recorded at training time. With
+    ``merged`` the adapter is folded into (a private copy of) the base's weights instead: a plain
+    model that computes the same function without the adapter's extra matrix products per layer
+    — what scoring wants. Full: the checkpoint itself, after checking its weights against the
+    recorded checksum.
     """
     from peft import PeftModel
 
@@ -156,6 +159,8 @@ def load_artifact(path: str | os.PathLike, *, base_model: str | None = None,
             f"adapter {path} was trained on a base with checksum {recorded[:12]}…, "
             f"but {base} has checksum {actual[:12]}…: refusing to apply it to other weights")
     model = PeftModel.from_pretrained(load_model(base, device=device), str(path))
+    if merged:
+        return model.merge_and_unload().to(device).eval()
     return model.to(device).eval()
 
 

@@ -19,6 +19,7 @@ so a resumed run makes the same choices.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,7 +62,9 @@ class EpochSelector:
     _since_gain: int = 0
 
     def observe(self, epoch: int, model, trainable) -> EpochDecision:
+        started = time.perf_counter()
         scores = dict(self.measure(model))
+        check_seconds = round(time.perf_counter() - started, 3)
         kl, knowledge = scores["retention_kl_vs_parent"], scores["knowledge"]
         within = kl <= self.budget.max_kl_vs_parent or epoch == 0
         gained = (self._best_knowledge is None
@@ -80,7 +83,8 @@ class EpochSelector:
         if keep:
             self.best_epoch, self._best_knowledge = epoch, knowledge
             self.best_weights = {name: p.detach().to("cpu", copy=True) for name, p in trainable}
-        self.trajectory.append({"epoch": epoch, **scores, "within_budget": within, "kept": keep})
+        self.trajectory.append({"epoch": epoch, **scores, "within_budget": within, "kept": keep,
+                                "check_seconds": check_seconds})
         if decision.stop:
             self.stopped_because = decision.reason
         return decision

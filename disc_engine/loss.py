@@ -51,7 +51,7 @@ class _Split:
 
 def disc_loss(student, teacher, sentence_ids: list[list[int]], split_indices: list[int],
               temperature: float = 2.0, *, max_context: int | None = None,
-              chunk_size: int = DEFAULT_CHUNK_SIZE) -> torch.Tensor:
+              chunk_size: int = DEFAULT_CHUNK_SIZE, teacher_cache=None) -> torch.Tensor:
     """DiSC loss of one document: the mean over ``split_indices`` of the per-split loss.
 
     Args:
@@ -70,6 +70,9 @@ def disc_loss(student, teacher, sentence_ids: list[list[int]], split_indices: li
             left of its prefix; a suffix longer than this is cut to its first ``max_context``
             tokens for both models. ``None``: no limit.
         chunk_size: positions per fp32 KL chunk (bounds the softmax temporaries).
+        teacher_cache: this document's ``disc_engine.teacher_cache.DocumentTeacherLogits``, or
+            None. Splits found there need no teacher forward; a forward, when one runs, also
+            computes the document's upcoming splits and stores them for their epochs.
 
     Returns:
         A scalar fp32 tensor. Gradients reach only the student's trainable parameters: the
@@ -81,10 +84,13 @@ def disc_loss(student, teacher, sentence_ids: list[list[int]], split_indices: li
     _check_temperature(temperature)
     splits = _make_splits(sentence_ids, split_indices, max_context)
     device = _device_of(student)
-    document = [token for sentence in sentence_ids[:max(split_indices) + 1] for token in sentence]
-
-    with torch.no_grad(), _as_teacher(student, teacher) as frozen:
-        teacher_logits = _teacher_suffix_logits(frozen, document, splits, max_context, device)
+    if teacher_cache is None:
+        document = [token for sentence in sentence_ids[:max(split_indices) + 1] for token in sentence]
+        with torch.no_grad(), _as_teacher(student, teacher) as frozen:
+            teacher_logits = _teacher_suffix_logits(frozen, document, splits, max_context, device)
+    else:
+        teacher_logits = _cached_teacher_logits(student, teacher, sentence_ids, split_indices, max_context,
+                                                device, teacher_cache)
 
     student_logits = _student_suffix_logits(student, [s.suffix for s in splits], device)
 
@@ -269,6 +275,28 @@ def _make_splits(sentence_ids: list[list[int]], split_indices: list[int],
             suffix = suffix[:max_context]
         splits.append(_Split(start=offsets[index], suffix=suffix))
     return splits
+
+
+def _cached_teacher_logits(student, teacher, sentence_ids, split_indices, max_context, device, cache):
+    """``_teacher_suffix_logits`` of the splits, from the cache where it holds them all; else one
+    forward that also computes the document's upcoming splits, which are stored for later."""
+    found = [cache.get(index) for index in split_indices]
+    if all(piece is not None for piece in found):
+        cache.used(split_indices, hit=True)
+        return torch.cat(found).to(device)
+    wanted = sorted(set(split_indices) | set(cache.upcoming()))
+    wanted_splits = _make_splits(sentence_ids, wanted, max_context)
+    document = [token for sentence in sentence_ids[:max(wanted) + 1] for token in sentence]
+    with torch.no_grad(), _as_teacher(student, teacher) as frozen:
+        logits = _teacher_suffix_logits(frozen, document, wanted_splits, max_context, device)
+    pieces, offset = {}, 0
+    for index, split in zip(wanted, wanted_splits):
+        count = len(split.suffix) - 1
+        pieces[index] = logits[offset:offset + count]
+        offset += count
+        cache.put(index, pieces[index], in_use_now=index in split_indices)
+    cache.used(split_indices, hit=False)
+    return torch.cat([pieces[index] for index in split_indices])
 
 
 def _teacher_suffix_logits(teacher, document: list[int], splits: list[_Split],

@@ -32,6 +32,9 @@ class RunContext:
     teacher: Any           # a frozen teacher, or None: the student with its adapters off
     split_rng: random.Random
     max_context: int | None
+    # This step's document's teacher logits kept across epochs (``disc_engine.teacher_cache``),
+    # set by the trainer before each document when the run keeps them; None otherwise.
+    teacher_logits: Any = None
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ def _disc_document_loss(run: RunContext, doc):
         return None, ("no valid split: no sentence after the first has at least 2 tokens "
                       f"({len(doc.sentence_ids)} sentence(s), {doc.token_count} tokens)")
     return disc_loss(run.model, run.teacher, doc.sentence_ids, split_indices, run.config.temperature,
-                     max_context=run.max_context), None
+                     max_context=run.max_context, teacher_cache=run.teacher_logits), None
 
 
 def _movable_sentences(doc) -> list[list[int]] | None:

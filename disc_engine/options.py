@@ -70,7 +70,9 @@ MethodName = Literal[tuple(OBJECTIVES)]  # type: ignore[valid-type]
 
 # Options a caller of the engine may set but a client of the service may not: the worker chooses
 # checkpoint spacing and the context length from its own model.
-ENGINE_ONLY_FIELDS = frozenset({"checkpoint_every", "max_context"})
+ENGINE_ONLY_FIELDS = frozenset({"checkpoint_every", "max_context", "teacher_cache_mb", "precision"})
+# Options that change how fast a run is, never its result: not part of a checkpoint's fingerprint.
+RESULT_NEUTRAL_FIELDS = frozenset({"checkpoint_every", "teacher_cache_mb"})
 
 
 class TrainConfig(BaseModel):
@@ -114,6 +116,12 @@ class TrainConfig(BaseModel):
     max_context: Integer | None = Field(
         None, ge=2, description="Longest input in tokens; longer documents are truncated or windowed. "
                                 "Default: the model's max_position_embeddings.")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="Compute precision of training steps: bf16 autocast (weights and optimizer stay "
+                            "fp32), or fp32. auto: bf16 on CUDA, fp32 on CPU.")
+    teacher_cache_mb: Integer = Field(
+        2048, ge=0, description="Memory for the teacher's logits kept across epochs (method disc, more than "
+                                "one epoch): later epochs then run no teacher forward for what fits. 0: off.")
 
     @model_validator(mode="before")
     @classmethod

@@ -28,7 +28,11 @@ from disc_engine.files import atomic_directory
 # torch is imported inside the functions that train, so that importing the engine's options
 # (disc_engine.options, which the service uses) never loads it.
 from disc_engine.objectives import RunContext
-from disc_engine.options import DEFAULT_LEARNING_RATE, TrainConfig  # noqa: F401  (re-exported)
+from disc_engine.options import (
+    DEFAULT_LEARNING_RATE,  # noqa: F401  (re-exported)
+    RESULT_NEUTRAL_FIELDS,
+    TrainConfig,
+)
 from disc_engine.splitting import EmptyDocumentError, prepare_document
 
 if TYPE_CHECKING:
@@ -239,10 +243,11 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
     run = RunContext(config=config, model=model, teacher=teacher, split_rng=split_rng,
                      max_context=max_context)
     fingerprint = {
-        "config": {k: v for k, v in config.to_dict().items() if k != "checkpoint_every"},
+        "config": {k: v for k, v in config.to_dict().items() if k not in RESULT_NEUTRAL_FIELDS},
         "data_hash": artifacts.data_hash(documents),
         "base_model_checksum": base_checksum,
-        "parent": os.path.abspath(parent) if parent is not None else None,
+        # The parent by content, not path: a job resumed on another machine finds it elsewhere.
+        "parent": model_checksum(parent) if parent is not None else None,
         "epoch_budget": epoch_selector.summary()["budget"] if epoch_selector is not None else None,
     }
 
@@ -260,8 +265,9 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
     count = len(documents)
     total = count * config.epochs
     trained, skipped = set(state["trained"]), dict(state["skipped"])
+    teacher_logits = _teacher_logit_cache(config, prepared, state["position"], total, split_rng)
     model.train()
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if on_cuda else nullcontext
+    autocast = _autocast(config.precision, device)
     order_epoch, order = None, []
     epochs_done = state["position"] // count
     if epoch_selector is not None and state["position"] == 0:
@@ -275,6 +281,7 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
             order_epoch, order = epoch, _epoch_order(config.seed, epoch, count)
         index = order[position % count]
         doc = prepared[index]
+        run.teacher_logits = teacher_logits.document(index) if teacher_logits is not None else None
         started = time.perf_counter()
         with autocast():
             loss, reason = config.objective.document_loss(run, doc)
@@ -383,18 +390,40 @@ def _build_models(config: TrainConfig, base_model: str, parent: str | None, devi
         if not config.objective.needs_teacher:
             return model, None
         teacher = copy.deepcopy(model)
-        if on_cuda:
+        if on_cuda and config.precision != "fp32":
             teacher = teacher.to(torch.bfloat16)
         return model, teacher.eval().requires_grad_(False)
     # The base is frozen under LoRA: on CUDA it is kept in bf16, the precision autocast computes
     # in anyway, which halves its memory; the adapter weights stay fp32.
-    base = load_model(base_model, device=device, dtype=torch.bfloat16 if on_cuda else torch.float32)
+    base = load_model(base_model, device=device,
+                      dtype=torch.bfloat16 if on_cuda and config.precision != "fp32" else torch.float32)
     if parent is None:
         model = adapters.new_lora_model(base, r=config.lora_r, alpha=config.lora_alpha,
                                         dropout=config.lora_dropout)
         return model.to(device), None
     model = adapters.chained_lora_model(base, parent).to(device)
     return model, adapters.ParentAdapterTeacher(model)
+
+
+def _autocast(precision: str, device: str):
+    """A context factory for one step's computation: bf16 autocast on the device's type, or none."""
+    import torch
+
+    kind = torch.device(device).type
+    if precision == "fp32" or (precision == "auto" and kind != "cuda"):
+        return nullcontext
+    return lambda: torch.autocast(kind, dtype=torch.bfloat16)
+
+
+def _teacher_logit_cache(config: TrainConfig, prepared, start: int, total: int, split_rng):
+    """The teacher's logits kept across epochs, for the paper's objective over several epochs."""
+    from disc_engine.teacher_cache import TeacherLogitCache, plan_disc_splits
+
+    if config.method != "disc" or config.epochs < 2 or config.teacher_cache_mb == 0 or start >= total:
+        return None
+    plan = plan_disc_splits(prepared, lambda epoch: _epoch_order(config.seed, epoch, len(prepared)), start, total,
+                            config.num_splits, split_rng.getstate())
+    return TeacherLogitCache(plan, max_bytes=config.teacher_cache_mb * 1024 * 1024)
 
 
 def _observe_epoch(selector, epoch: int, model, trainable):

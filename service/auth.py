@@ -12,6 +12,9 @@ Scopes: ``updates:write`` (submit and cancel updates), ``jobs:read``, ``models:r
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
@@ -59,6 +62,46 @@ def _unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
 
+class KeyCache:
+    """Callers of recently verified keys, for ``DISC_API_KEY_CACHE_S`` seconds.
+
+    A poll of ``GET /jobs/{id}`` every second would otherwise look its key up every second.
+    Only valid keys are kept (an unknown token is looked up every time), keyed by the token's
+    sha256 and the database, bounded in size; a revoked key stops working on every API process
+    within the lifetime of its entry.
+    """
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[tuple[str, str], tuple[float, Principal]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> Principal | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                return None
+            if found[0] <= time.monotonic():
+                del self._entries[key]
+                return None
+            return found[1]
+
+    def put(self, key: tuple[str, str], principal: Principal, ttl_s: float) -> None:
+        with self._lock:
+            self._entries[key] = (time.monotonic() + ttl_s, principal)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.MAX_ENTRIES:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+KEY_CACHE = KeyCache()
+
+
 def authenticate(session: Session, settings: Settings, authorization: str | None) -> Principal:
     """The caller behind an ``Authorization`` header value; raises 401 ApiError if none is valid."""
     if settings.auth_disabled:
@@ -68,7 +111,13 @@ def authenticate(session: Session, settings: Settings, authorization: str | None
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("Authorization header must be 'Bearer <API key>'")
+    cache_key = (settings.database_url, repo.hash_api_key(token.strip()))
+    if settings.api_key_cache_s > 0 and (cached := KEY_CACHE.get(cache_key)) is not None:
+        return cached
     key = repo.verify_api_key(session, token.strip())
     if key is None:
         raise _unauthorized("invalid or revoked API key")
-    return Principal(key_id=key.id, name=key.name, scopes=frozenset(key.scopes), lineage=key.lineage)
+    principal = Principal(key_id=key.id, name=key.name, scopes=frozenset(key.scopes), lineage=key.lineage)
+    if settings.api_key_cache_s > 0:
+        KEY_CACHE.put(cache_key, principal, settings.api_key_cache_s)
+    return principal

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from store.models import (
     Alias,
@@ -153,8 +153,12 @@ def mark_enqueued(session: Session, job: Job) -> None:
     job.enqueued_at = utcnow()
 
 
-def get_job(session: Session, job_id: str) -> Job | None:
-    return session.get(Job, job_id)
+def get_job(session: Session, job_id: str, *, with_versions: bool = False) -> Job | None:
+    """A job; ``with_versions`` loads its lineage and versions in the same query (to present it)."""
+    if not with_versions:
+        return session.get(Job, job_id)
+    return session.get(Job, job_id, options=[joinedload(Job.lineage), joinedload(Job.parent_version),
+                                             joinedload(Job.result_version)])
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     allow_unauthenticated_production: bool = Field(
         False, description="Let production start with auth_disabled; without it the API refuses to start.")
 
+    api_key_cache_s: float = Field(
+        5.0, ge=0, le=300, description="Seconds a verified API key is remembered by an API process (0: look "
+                                       "it up on every request); a revoked key stops working within this long.")
     api_docs: bool = Field(True, description="Serve the interactive docs and the OpenAPI document (/docs, /redoc, "
                                              "/openapi.json) without a key; false closes them (404).")
 

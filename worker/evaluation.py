@@ -57,9 +57,11 @@ def _evaluate(settings: Settings, job: JobInput, next_version: NextVersion, trai
     tokenizer = cached_tokenizer(job.base_model)
     recorded = read_meta(trained.artifact_dir).get("base_model_checksum")
     base_key = f"base:{recorded}" if recorded else None
-    parent_model = load_artifact(parent_dir, base_model=job.base_model, device=device) \
+    # Adapters merged into private copies of the base: the same functions, scored at the speed
+    # of a plain model.
+    parent_model = load_artifact(parent_dir, base_model=job.base_model, device=device, merged=True) \
         if parent_dir is not None else base
-    new_model = load_artifact(trained.artifact_dir, base_model=job.base_model, device=device)
+    new_model = load_artifact(trained.artifact_dir, base_model=job.base_model, device=device, merged=True)
     try:
         # Artifact checksums name the models in the evaluation cache, so the base's and the
         # parent's reference answers are computed once per lineage step, not once per job.

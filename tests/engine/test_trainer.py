@@ -413,3 +413,58 @@ def test_with_bases_kept_loaded_every_load_is_a_fresh_copy_and_training_matches(
     a, b = load_artifact(cold.artifact_dir), load_artifact(warm.artifact_dir)
     for (name, x), (_, y) in zip(a.named_parameters(), b.named_parameters()):
         assert torch.equal(x, y), name
+
+
+def test_later_epochs_reuse_the_teachers_logits_and_reach_the_same_result(tiny_model, tmp_path, monkeypatch):
+    from disc_engine import loss as loss_module
+
+    forwards = []
+    real = loss_module._teacher_suffix_logits
+
+    def counted(*args, **kwargs):
+        forwards.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loss_module, "_teacher_suffix_logits", counted)
+    documents = DOCS[:4]
+    config = dict(epochs=3, num_splits=2, **FAST)
+    uncached = train(documents, out_dir=str(tmp_path / "uncached"), base_model=tiny_model,
+                     config=TrainConfig(teacher_cache_mb=0, **config))
+    uncached_forwards, forwards[:] = len(forwards), []
+    cached = train(documents, out_dir=str(tmp_path / "cached"), base_model=tiny_model, config=TrainConfig(**config))
+    assert uncached_forwards == 3 * len(documents)
+    assert len(forwards) == len(documents)  # one teacher forward per document, in its first epoch
+    assert cached.losses == pytest.approx(uncached.losses, rel=1e-5, abs=1e-7)
+    a, b = load_artifact(uncached.artifact_dir), load_artifact(cached.artifact_dir)
+    for (name, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+        assert torch.allclose(p, q, rtol=1e-5, atol=1e-7), name
+
+
+def test_a_teacher_cache_too_small_for_a_document_recomputes_it_exactly(tiny_model, tmp_path):
+    documents = DOCS[:3]
+    config = dict(epochs=2, **FAST)
+    reference = train(documents, out_dir=str(tmp_path / "a"), base_model=tiny_model,
+                      config=TrainConfig(teacher_cache_mb=0, **config))
+    tiny_budget = train(documents, out_dir=str(tmp_path / "b"), base_model=tiny_model,
+                        config=TrainConfig(teacher_cache_mb=1, **config))
+    assert tiny_budget.losses == pytest.approx(reference.losses, rel=1e-5, abs=1e-7)
+
+
+@pytest.mark.parametrize("method", ["disc", "sft", "sft_kl"])
+@pytest.mark.parametrize("full", [False, True], ids=["lora", "full"])
+def test_the_bf16_autocast_path_trains_every_method_close_to_fp32(tiny_model, tmp_path, method, full):
+    from disc_engine.trainer import _autocast
+
+    with _autocast("bf16", "cpu")():
+        probe = torch.nn.Linear(4, 4)(torch.ones(1, 4))
+    assert probe.dtype == torch.bfloat16  # the path under test really computes in bf16
+    config = dict(method=method, full_finetune=full, epochs=1, **FAST)
+    fp32 = train(DOCS[:2], out_dir=str(tmp_path / "fp32"), base_model=tiny_model,
+                 config=TrainConfig(precision="fp32", **config))
+    bf16 = train(DOCS[:2], out_dir=str(tmp_path / "bf16"), base_model=tiny_model,
+                 config=TrainConfig(precision="bf16", **config))
+    assert bf16.steps == fp32.steps == 2
+    assert all(torch.isfinite(torch.tensor(bf16.losses)))
+    assert bf16.losses != fp32.losses  # computed differently…
+    assert bf16.losses == pytest.approx(fp32.losses, rel=0.05)  # …to bf16's precision
+    assert read_meta(bf16.artifact_dir)["config"]["precision"] == "bf16"

@@ -36,6 +36,32 @@ def test_revoked_key_is_401(api):
         assert client.get("/jobs").status_code == 401
 
 
+def test_a_key_revoked_while_in_use_stops_working_within_the_cache_lifetime(service_settings):
+    import time
+
+    settings = service_settings.model_copy(update={"api_key_cache_s": 1.0})
+    server, thread = run_server(create_app(settings), port := free_port())
+    try:
+        with session_scope(settings) as session:
+            key, token = repo.create_api_key(session, name="short-lived", scopes=["jobs:read"])
+            session.flush()
+            key_id = key.id
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                          headers={"Authorization": f"Bearer {token}"}) as client:
+            assert client.get("/jobs").status_code == 200   # verified once, then remembered
+            with session_scope(settings) as session:
+                repo.revoke_api_key(session, key_id)
+            revoked_at = time.monotonic()
+            while client.get("/jobs").status_code == 200:
+                assert time.monotonic() - revoked_at < settings.api_key_cache_s + 0.5, \
+                    "a revoked key kept working past the cache lifetime"
+                time.sleep(0.05)
+            assert client.get("/jobs").json()["error"]["code"] == "unauthorized"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
 def test_missing_scope_is_403(api):
     with api.client(api.key(scopes=["jobs:read", "models:read"])) as reader:
         post = reader.post("/updates", json=DOC)

@@ -17,9 +17,9 @@ router = APIRouter(prefix="/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 JobId = Annotated[str, Path(max_length=64)]
 
 
-def _visible_job(session, principal: Principal, job_id: str) -> Job:
+def _visible_job(session, principal: Principal, job_id: str, *, with_versions: bool = False) -> Job:
     # Ids are 32 hex digits; anything else (NUL included, which PostgreSQL refuses) names no job.
-    job = repo.get_job(session, job_id) if repo.is_row_id(job_id) else None
+    job = repo.get_job(session, job_id, with_versions=with_versions) if repo.is_row_id(job_id) else None
     if job is None or not principal.can_see(job):
         raise not_found(f"job {job_id!r}", "job_id")
     return job
@@ -47,7 +47,8 @@ def list_jobs(session: SessionDep, settings: SettingsDep, principal: JobsReader,
 @router.get("/{job_id}", response_model=JobPublic)
 def get_job(job_id: JobId, session: SessionDep, settings: SettingsDep, principal: JobsReader) -> JobPublic:
     """Status and progress of a job; on success ``result_version`` is the version it produced."""
-    return job_public(session, settings, _visible_job(session, principal, job_id))
+    # One query for the job, its lineage and versions: a poll every second should cost little.
+    return job_public(session, settings, _visible_job(session, principal, job_id, with_versions=True))
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic)
