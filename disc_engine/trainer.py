@@ -500,6 +500,17 @@ def _save_checkpoint(checkpoint_dir: str, state: dict, fingerprint: dict, traina
     return target
 
 
+def _with_new_defaults(fingerprint: dict) -> dict:
+    """A checkpoint's fingerprint with options added since it was written at their defaults, so
+    a job checkpointed by an older release resumes after an upgrade."""
+    saved = dict(fingerprint)
+    if isinstance(saved.get("config"), dict):
+        defaults = TrainConfig.model_validate({"method": saved["config"].get("method", "disc")}).to_dict()
+        saved["config"] = {**{k: v for k, v in defaults.items() if k not in RESULT_NEUTRAL_FIELDS},
+                           **saved["config"]}
+    return saved
+
+
 def _restore_checkpoint(path: Path, fingerprint: dict, trainable, optimizer,
                         split_rng: random.Random) -> dict:
     import torch
@@ -508,8 +519,9 @@ def _restore_checkpoint(path: Path, fingerprint: dict, trainable, optimizer,
     if payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"checkpoint {path} has format {payload.get('format')}, "
                          f"expected {CHECKPOINT_FORMAT}")
-    if payload["fingerprint"] != fingerprint:
-        differing = sorted(k for k in fingerprint if payload["fingerprint"].get(k) != fingerprint[k])
+    saved = _with_new_defaults(payload["fingerprint"])
+    if saved != fingerprint:
+        differing = sorted(k for k in fingerprint if saved.get(k) != fingerprint[k])
         raise ValueError(f"checkpoint {path} belongs to a different run (differs in: "
                          f"{', '.join(differing)}); use an empty checkpoint directory")
     weights = payload["weights"]

@@ -132,6 +132,8 @@ def submit_update(session: Session, settings: Settings, principal: Principal, bo
             hyperparameters=_without_nulls(body.hyperparameters), probes=payload.get("probes"),
             promotion=_without_nulls(body.promotion), idempotency_key=scoped_key, body_hash=body_hash,
             api_key_id=principal.key_id)
+        # Marked as sent in the same commit (the send follows it); a failed send clears the mark.
+        repo.mark_enqueued(session, job)
         session.commit()
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key committed first.
@@ -153,7 +155,6 @@ def _enqueue(session: Session, settings: Settings, job: Job) -> None:
         queue.enqueue_job(job.id, settings, base_model=job.lineage.base_model)
     except Exception:  # broker down: the reconciler re-sends queued jobs that were never enqueued
         log.exception("could not send job %s to the broker; it stays queued", job.id)
+        job.enqueued_at = None
         repo.add_job_event(session, job, "enqueue_failed", "the broker was unreachable; the job will be re-sent")
-    else:
-        repo.mark_enqueued(session, job)
-    session.commit()
+        session.commit()

@@ -56,6 +56,11 @@ def test_upgrade_keys_and_serve(tmp_path):
         assert httpx.get(f"{url}/jobs").status_code == 401
         assert httpx.get(f"{url}/readyz").json()["checks"] == {"database": "ok", "broker": "ok"}
         assert disc(["keys", "revoke", "1"], env, tmp_path).returncode == 0
+        # The API remembers a verified key for DISC_API_KEY_CACHE_S (5 s): revoked within that.
+        revoked = time.monotonic()
+        while httpx.get(f"{url}/jobs", headers=headers).status_code == 200:
+            assert time.monotonic() - revoked < 5.5, "the revoked key still works after the cache lifetime"
+            time.sleep(0.1)
         assert httpx.get(f"{url}/jobs", headers=headers).status_code == 401
     finally:
         server.terminate()
