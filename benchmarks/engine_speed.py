@@ -13,7 +13,11 @@ For documents of 10 sentences (~300 tokens) and 5 splits, on the default model w
   CUDA it is ``torch.cuda.max_memory_allocated`` during the step minus the allocation before;
 * how many teacher logit elements each implementation materialises as documents grow.
 
+With ``--memory-sweep`` it prints only the peak extra memory of one whole step per method for
+documents of the given lengths.
+
     .venv/bin/python benchmarks/engine_speed.py --repeats 7
+    .venv/bin/python benchmarks/engine_speed.py --memory-sweep 128 512 1024 2048 4096
 """
 
 from __future__ import annotations
@@ -186,7 +190,8 @@ def memory_probe(args) -> dict:
     torch.set_num_threads(2)
     tokenizer = load_tokenizer(args.model)
     student, teacher = build_student(args.model, args.mode, args.device)
-    sentences = build_documents(1, tokenizer)[0]
+    sentences = document_of_tokens(tokenizer, args.probe_tokens) if args.probe_tokens else \
+        build_documents(1, tokenizer)[0]
     splits = choose_split_indices(sentences, NUM_SPLITS, random.Random(0))
     fn = step_fn(args.memory_probe, student, teacher, sentences, splits)
     gc.collect()
@@ -202,11 +207,22 @@ def memory_probe(args) -> dict:
     return {"peak_extra_mib": (_vm_kib("VmHWM") - before) / 1024}
 
 
-def measure_memory(args, mode: str) -> dict[str, float]:
+def document_of_tokens(tokenizer, tokens: int) -> list[list[int]]:
+    """A document of about ``tokens`` tokens: pool sentences (repeating once the pool is used up)."""
+    rng = random.Random(tokens)
+    text, count = [], 0
+    while count < tokens:
+        sentence = rng.choice(SENTENCE_POOL)
+        text.append(sentence)
+        count += len(tokenizer(" " + sentence, add_special_tokens=False)["input_ids"])
+    return prepare_document(" ".join(text), tokenizer).sentence_ids
+
+
+def measure_memory(args, mode: str, tokens: int | None = None) -> dict[str, float]:
     peaks = {}
     for method in METHODS:
         command = [sys.executable, __file__, "--model", args.model, "--device", args.device,
-                   "--mode", mode, "--memory-probe", method]
+                   "--mode", mode, "--memory-probe", method, *(["--probe-tokens", str(tokens)] if tokens else [])]
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         peaks[method] = json.loads(output.strip().splitlines()[-1])["peak_extra_mib"]
     return peaks
@@ -270,12 +286,27 @@ def main(argv=None) -> None:
     parser.add_argument("--full-ft", action="store_true", help="also benchmark full fine-tuning")
     parser.add_argument("--mode", default="lora", choices=("lora", "full"), help=argparse.SUPPRESS)
     parser.add_argument("--memory-probe", choices=METHODS, help=argparse.SUPPRESS)
+    parser.add_argument("--probe-tokens", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-sweep", type=int, nargs="*", metavar="TOKENS",
+                        help="only the peak memory of one whole step per method, for documents of about "
+                             "these many tokens (e.g. 128 512 1024 2048 4096)")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     sys.stdout.reconfigure(line_buffering=True)
 
     if args.memory_probe:
         print(json.dumps(memory_probe(args)))
+        return
+
+    if args.memory_sweep:
+        print(f"# peak extra memory of one whole step (forward + backward), {args.model}, LoRA, {args.device}, "
+              f"{NUM_SPLITS} splits")
+        print("| document tokens | " + " | ".join(f"{m} (MiB)" for m in METHODS) + " | loop / disc_loss |")
+        print("|---|" + "---|" * (len(METHODS) + 1))
+        for tokens in args.memory_sweep:
+            peaks = measure_memory(args, "lora", tokens)
+            print(f"| {tokens} | " + " | ".join(f"{peaks[m]:.0f}" for m in METHODS)
+                  + f" | {peaks['disc_loss_reference'] / max(peaks['disc_loss'], 1e-9):.2f}x |")
         return
 
     tokenizer = load_tokenizer(args.model)

@@ -11,7 +11,8 @@ cached by artifact checksum). Prints, in one run:
   a lineage's first), with an empty cache (cold), and warm with the adapters left unmerged
   (the path before merging), each as a ratio to the training time;
 * the same for a second version trained from the first (a chain's steady state: the parent's
-  own reference replies are not cached yet).
+  own reference replies are not cached yet);
+* the peak resident memory of the process, which did what a worker does for these two jobs.
 
     .venv/bin/python benchmarks/evaluation_speed.py            # ~6 minutes on 2 cores
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import tempfile
 import time
@@ -100,6 +102,8 @@ def main() -> int:
     for name, seconds in rows.items():
         version = "v2" if name.startswith("v2") else "v1"
         print(f"evaluation, {name:<36} {seconds:6.1f} s = {seconds / trained[version]['seconds']:.2f}x its training")
+    # This process did what a worker does for these jobs (base, parent and new model, training).
+    print(f"peak RSS of the process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     return 0
 
 

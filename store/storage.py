@@ -1,15 +1,19 @@
-"""Artifact storage on a local or shared folder (``DISC_ARTIFACT_DIR``).
+"""Helpers of artifact storage: names, checksums, atomic writes, the streamed tar.gz, and the
+layout of the local artifact folder (``DISC_ARTIFACT_DIR``), which ``store.artifact_store``'s
+local backend uses and tests inspect. Everything that reads or writes artifacts goes through
+``store.artifact_store``.
 
-Layout under the artifact folder::
+Layout under the artifact folder (the same keys name objects in an S3 store)::
 
     <lineage>/v<n>-<job id>/      one model version's artifact (never overwritten)
     .checkpoints/<job id>/        training checkpoints, so a redelivered job resumes
     .eval-cache/                  evaluation caches shared by jobs (base-model answers)
     .locks/                       lock files serialising jobs of one lineage on SQLite
 
-The database stores an artifact's location relative to the artifact folder, so the folder can
-be mounted at different paths by the API and the workers, and its sha256 (``directory_sha256``)
-so that a reader can tell a complete artifact from a damaged one.
+(``.locks/`` only on the embedded default's SQLite; ``.checkpoints/<job>/ckpt-N`` are keys.)
+The database stores an artifact's key, so no process depends on where another keeps its files,
+and its sha256 (``directory_sha256``) so that a reader can tell a complete artifact from a
+damaged one.
 """
 
 from __future__ import annotations
@@ -79,10 +83,6 @@ def resolve_artifact(settings: Settings, uri: str) -> Path:
 
 def checkpoint_dir(settings: Settings, job_id: str) -> Path:
     return artifact_root(settings) / ".checkpoints" / job_id
-
-
-def eval_cache_dir(settings: Settings) -> Path:
-    return artifact_root(settings) / ".eval-cache"
 
 
 def lock_path(settings: Settings, name: str) -> Path:
