@@ -1,7 +1,7 @@
 """A job's files: a private scratch folder on this host, and the shared artifact store.
 
-A worker trains into its own scratch folder (``DISC_WORK_DIR/jobs/<job>``) and shares work with
-other hosts only through the artifact store (``store.artifact_store``): each checkpoint is
+A worker trains into its own scratch folder (``DISC_WORK_DIR/jobs/<job>-attempt-<n>``) and
+shares work with other hosts only through the artifact store (``store.artifact_store``): each checkpoint is
 published as it is written, so a job whose worker died resumes on any machine; the finished
 version is published (manifest last) before it is registered, so the record never names an
 artifact that is not complete in the store; parents are fetched through the host's
@@ -53,11 +53,14 @@ def evaluation_cache(settings: Settings) -> PrefixedValues:
 class JobArtifacts:
     """Where one job's artifacts are made, shared and cleaned up."""
 
-    def __init__(self, settings: Settings, job_id: str):
+    def __init__(self, settings: Settings, job_id: str, attempt: int | None = None):
         self.settings = settings
         self.job_id = job_id
         self.store = open_store(settings)
-        self.scratch = Path(settings.work_dir) / "jobs" / storage.safe_name(job_id)
+        # One folder per attempt: a superseded attempt still running on this host never shares
+        # files with its successor.
+        self.jobs_dir = Path(settings.work_dir) / "jobs"
+        self.scratch = self.jobs_dir / f"{storage.safe_name(job_id)}-attempt-{attempt or 0}"
 
     # -- the parent ------------------------------------------------------------------------------
 
@@ -124,9 +127,11 @@ class JobArtifacts:
         storage.remove_tree(self.scratch)
 
     def remove_all(self, lineage_name: str | None, keep: str | None = None) -> None:
-        """Checkpoints, scratch files and every version key of this job except ``keep`` (the one
-        registered, if any) — what a finished, failed or cancelled job leaves behind."""
-        self.remove_scratch()
+        """Checkpoints, scratch files (of every attempt on this host) and every version key of
+        this job except ``keep`` (the one registered, if any) — what a finished, failed or
+        cancelled job leaves behind."""
+        for folder in self.jobs_dir.glob(f"{storage.safe_name(self.job_id)}-attempt-*"):
+            storage.remove_tree(folder)
         self.store.delete_prefix(checkpoints_prefix(self.job_id))
         if lineage_name is None:
             return

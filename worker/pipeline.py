@@ -101,7 +101,7 @@ def run_claimed(record: JobRecord, session_factory: sessionmaker[Session], setti
     check_policy(job.promotion)
     device = device or settings.worker_device or default_device()
 
-    artifacts = JobArtifacts(settings, record.job_id)
+    artifacts = JobArtifacts(settings, record.job_id, record.attempt)
     record.update(progress={"stage": "waiting", "documents_done": 0, "documents_total": len(job.documents)})
     with LineageLock(session_factory, settings, job.lineage_id, stop) as lock:
         next_version = choose_parent(lock.session, session_factory, record, job, artifacts)
@@ -141,4 +141,4 @@ def _queue_again(record: JobRecord, settings: Settings, reason: str) -> None:
     except ClaimLost:
         log.warning("job %s: not queuing again, another attempt owns the job", record.job_id)
         return
-    JobArtifacts(settings, record.job_id).remove_scratch()
+    JobArtifacts(settings, record.job_id, record.attempt).remove_scratch()

@@ -11,7 +11,7 @@ from typing import Any
 from worker.artifacts import JobArtifacts
 from worker.cancel_watch import CancelWatch
 from worker.job_record import JobInput, JobRecord
-from worker.outcomes import JobCancelled
+from worker.outcomes import ClaimLost, JobCancelled
 from worker.parent import NextVersion
 from worker.progress import ProgressReporter
 
@@ -26,9 +26,15 @@ class TrainedVersion:
 
 @contextmanager
 def discarded_on_failure(artifacts: JobArtifacts, trained: TrainedVersion) -> Iterator[None]:
-    """A published version nobody registered is removed, so no one trusts files nobody vouched for."""
+    """A published version nobody registered is removed, so no one trusts files nobody vouched for.
+
+    Not when the claim was lost: the attempt that took the job over publishes under the same key,
+    and its version may already be registered there.
+    """
     try:
         yield
+    except ClaimLost:
+        raise
     except BaseException:
         artifacts.discard_version(trained.key)
         raise
