@@ -2,7 +2,7 @@
 # The engine's figures on a CUDA machine, in one short run (about 6 minutes on one GPU):
 # documents/s and peak memory of disc_loss vs the per-split loop vs a LoRA fine-tuning step, bf16,
 # on the default model and on a 0.5B-class model built here (random weights: speed and memory do
-# not depend on their values), then the teacher cache's epoch ratio.
+# not depend on their values), then the teacher cache's epoch ratio and several documents per step.
 #
 #   bash benchmarks/gpu.sh            # after `make install` (or with torch and requirements.txt installed)
 set -euo pipefail
@@ -38,3 +38,5 @@ echo "== 0.5B-class model, LoRA, bf16"
 timeout 180 "$PY" benchmarks/engine_speed.py --device cuda --documents 8 --repeats 5 --model "$HALF_B"
 echo "== teacher cache: epoch 2 vs epoch 1, default model"
 timeout 120 "$PY" benchmarks/teacher_cache.py --documents 16
+echo "== several documents per step, default model"
+timeout 120 "$PY" benchmarks/documents_per_step.py --documents 32 --per-step 1 4 8 --device cuda

@@ -104,6 +104,50 @@ def disc_loss(student, teacher, sentence_ids: list[list[int]], split_indices: li
     return kl * temperature ** 2
 
 
+def disc_loss_batch(student, teacher, documents: list[tuple[list[list[int]], list[int]]],
+                    temperature: float = 2.0, *, max_context: int | None = None,
+                    chunk_size: int = DEFAULT_CHUNK_SIZE) -> torch.Tensor:
+    """The mean of ``disc_loss`` over several documents, computed as one padded step.
+
+    ``documents`` are ``(sentence_ids, split_indices)`` pairs. The teacher reads every
+    document's prefix as one right-padded batch (keeping only the suffix positions' logits) and
+    the student reads every document's suffixes as one batch; each document weighs the same.
+    Splits that need a window of their own (past ``max_context``) get it, as in ``disc_loss``.
+    """
+    _check_temperature(temperature)
+    if not documents:
+        raise ValueError("disc_loss_batch needs at least one document")
+    device = _device_of(student)
+    planned = [(sentences, _make_splits(sentences, indices, max_context), indices) for sentences, indices in documents]
+    with torch.no_grad(), _as_teacher(student, teacher) as frozen:
+        pieces: list[torch.Tensor | None] = [None] * len(planned)
+        rows, row_spans, row_of = [], [], []
+        for number, (sentences, splits, indices) in enumerate(planned):
+            if max_context is not None and any(s.end > max_context for s in splits):
+                document = [t for sentence in sentences[:max(indices) + 1] for t in sentence]
+                pieces[number] = _teacher_suffix_logits(frozen, document, splits, max_context, device)
+                continue
+            length = max(s.end for s in splits)
+            rows.append([t for sentence in sentences for t in sentence][:length])
+            row_spans.append([(s.start, s.end - 1) for s in splits])
+            row_of.append(number)
+        if rows:
+            logits = _batched_logits_at(frozen, rows, row_spans)
+            offset = 0
+            for number, spans in zip(row_of, row_spans):
+                count = sum(b - a for a, b in spans)
+                pieces[number] = logits[offset:offset + count].to(device)
+                offset += count
+    teacher_logits = torch.cat(pieces)
+    suffixes = [s.suffix for _, splits, _ in planned for s in splits]
+    student_logits = _student_suffix_logits(student, suffixes, device)
+    weights = torch.cat([
+        torch.full((len(s.suffix) - 1,), 1.0 / ((len(s.suffix) - 1) * len(splits) * len(planned)), device=device)
+        for _, splits, _ in planned for s in splits
+    ])
+    return _weighted_kl(teacher_logits, student_logits, temperature, chunk_size, weights) * temperature ** 2
+
+
 def disc_loss_reference(student, teacher, sentence_ids: list[list[int]], split_indices: list[int],
                         temperature: float = 2.0, *, max_context: int | None = None) -> torch.Tensor:
     """The same loss as ``disc_loss``, computed the plain way: per split, one teacher forward over
@@ -340,6 +384,12 @@ def _logits_at_positions(model, ids: torch.Tensor, positions: torch.Tensor) -> t
 
 def _batched_logits(model, sequences: list[list[int]], spans: list[tuple[int, int]]) -> torch.Tensor:
     """Logits of right-padded rows at positions ``[a, b)`` of each row, row after row."""
+    return _batched_logits_at(model, sequences, [[span] for span in spans])
+
+
+def _batched_logits_at(model, sequences: list[list[int]], row_spans: list[list[tuple[int, int]]]) -> torch.Tensor:
+    """Logits of right-padded rows at the positions of each row's spans (in position order), row
+    after row."""
     lengths = torch.tensor([len(s) for s in sequences])
     width = int(lengths.max())
     ids = torch.zeros((len(sequences), width), dtype=torch.long)
@@ -348,8 +398,9 @@ def _batched_logits(model, sequences: list[list[int]], spans: list[tuple[int, in
     columns = torch.arange(width).unsqueeze(0)
     attention_mask = (columns < lengths.unsqueeze(1)).long()
     keep = torch.zeros((len(sequences), width), dtype=torch.bool)
-    for row, (a, b) in enumerate(spans):
-        keep[row, a:b] = True
+    for row, spans in enumerate(row_spans):
+        for a, b in spans:
+            keep[row, a:b] = True
     model_device = _device_of(model)
     inputs = dict(input_ids=ids.to(model_device), attention_mask=attention_mask.to(model_device),
                   position_ids=columns.expand(len(sequences), width).to(model_device), use_cache=False)

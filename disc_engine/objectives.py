@@ -46,6 +46,9 @@ class Objective:
     # Whether the document is read as split contexts (prefix → sentence) or as one token stream.
     reads_splits: bool
     document_loss: Callable[[RunContext, Any], tuple[Any, str | None]]
+    # Several documents in one padded step: (run, docs) -> (loss or None, [reason or None per doc]).
+    # None: the trainer averages ``document_loss`` over the documents instead.
+    group_loss: Callable[[RunContext, list], tuple[Any, list[str | None]]] | None = None
 
     def context_alteration(self, token_count: int, max_context: int) -> str:
         """How a document longer than the context is trained, for the run's report."""
@@ -68,6 +71,27 @@ def _disc_document_loss(run: RunContext, doc):
                       f"({len(doc.sentence_ids)} sentence(s), {doc.token_count} tokens)")
     return disc_loss(run.model, run.teacher, doc.sentence_ids, split_indices, run.config.temperature,
                      max_context=run.max_context, teacher_cache=run.teacher_logits), None
+
+
+def _disc_group_loss(run: RunContext, docs: list):
+    """``disc_loss`` of several documents as one padded step: splits drawn document by document
+    (the same draws as one document a step), one teacher batch and one student batch."""
+    from disc_engine.loss import disc_loss_batch
+    from disc_engine.splitting import choose_split_indices
+
+    planned, reasons = [], []
+    for doc in docs:
+        split_indices = choose_split_indices(doc.sentence_ids, run.config.num_splits, run.split_rng)
+        if split_indices:
+            planned.append((doc.sentence_ids, split_indices))
+            reasons.append(None)
+        else:
+            reasons.append("no valid split: no sentence after the first has at least 2 tokens "
+                           f"({len(doc.sentence_ids)} sentence(s), {doc.token_count} tokens)")
+    if not planned:
+        return None, reasons
+    return disc_loss_batch(run.model, run.teacher, planned, run.config.temperature,
+                           max_context=run.max_context), reasons
 
 
 def _movable_sentences(doc) -> list[list[int]] | None:
@@ -164,7 +188,8 @@ def _sft_kl_document_loss(run: RunContext, doc):
 OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
     Objective("disc", "distillation via split contexts (the paper's method: the teacher reads the "
               "preceding sentences, the student the sentence alone)",
-              needs_teacher=True, reads_splits=True, document_loss=_disc_document_loss),
+              needs_teacher=True, reads_splits=True, document_loss=_disc_document_loss,
+              group_loss=_disc_group_loss),
     Objective("disc_shuffled", "DiSC over a new random sentence order each time a document is "
               "trained (every sentence, the first included, is read after different others; one "
               "teacher forward per step)",

@@ -70,7 +70,8 @@ MethodName = Literal[tuple(OBJECTIVES)]  # type: ignore[valid-type]
 
 # Options a caller of the engine may set but a client of the service may not: the worker chooses
 # checkpoint spacing and the context length from its own model.
-ENGINE_ONLY_FIELDS = frozenset({"checkpoint_every", "max_context", "teacher_cache_mb", "precision"})
+ENGINE_ONLY_FIELDS = frozenset({"checkpoint_every", "max_context", "teacher_cache_mb", "precision",
+                                "documents_per_step"})
 # Options that change how fast a run is, never its result: not part of a checkpoint's fingerprint.
 RESULT_NEUTRAL_FIELDS = frozenset({"checkpoint_every", "teacher_cache_mb"})
 
@@ -116,6 +117,10 @@ class TrainConfig(BaseModel):
     max_context: Integer | None = Field(
         None, ge=2, description="Longest input in tokens; longer documents are truncated or windowed. "
                                 "Default: the model's max_position_embeddings.")
+    documents_per_step: Integer = Field(
+        1, ge=1, le=64, description="Documents per optimizer step. 1 is the paper's (one document, one step); "
+                                    "more read several documents as one padded batch (disc) or average their "
+                                    "losses (other methods), for throughput on a GPU.")
     precision: Literal["auto", "bf16", "fp32"] = Field(
         "auto", description="Compute precision of training steps: bf16 autocast (weights and optimizer stay "
                             "fp32), or fp32. auto: bf16 on CUDA, fp32 on CPU.")

@@ -273,24 +273,27 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
     if epoch_selector is not None and state["position"] == 0:
         _observe_epoch(epoch_selector, 0, model, trainable)   # the parent itself
         state["selection"] = epoch_selector.state_dict()
-    for position in range(state["position"], total):
+    position = state["position"]
+    while position < total:
         if should_stop is not None and should_stop():
             raise TrainingCancelled(f"training cancelled after {position} of {total} documents")
         epoch = position // count
         if epoch != order_epoch:
             order_epoch, order = epoch, _epoch_order(config.seed, epoch, count)
-        index = order[position % count]
-        doc = prepared[index]
-        run.teacher_logits = teacher_logits.document(index) if teacher_logits is not None else None
+        # One step's documents: ``documents_per_step`` of them, never across an epoch's end.
+        group = [order[p % count] for p in range(position, min(position + config.documents_per_step,
+                                                               (epoch + 1) * count))]
         started = time.perf_counter()
         with autocast():
-            loss, reason = config.objective.document_loss(run, doc)
-        if loss is None:
-            skipped.setdefault(index, reason)
-        else:
+            loss, reasons = _step_loss(config, run, prepared, group, teacher_logits)
+        for index, reason in zip(group, reasons):
+            if reason is not None:
+                skipped.setdefault(index, reason)
+        if loss is not None:
             if not torch.isfinite(loss):
+                which = f"document {group[0]}" if len(group) == 1 else f"documents {group}"
                 raise TrainingDiverged(
-                    f"the loss of document {index} is {loss.item()} at step {state['steps'] + 1}; "
+                    f"the loss of {which} is {loss.item()} at step {state['steps'] + 1}; "
                     f"training diverged (learning rate {config.learning_rate})")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -298,25 +301,28 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
             state["losses"].append(loss.item())
             check_divergence(state["losses"], config.learning_rate)
             state["steps"] += 1
-            state["tokens"] += doc.token_count
-            trained.add(index)
+            for index, reason in zip(group, reasons):
+                if reason is None:
+                    state["tokens"] += prepared[index].token_count
+                    trained.add(index)
         state["train_seconds"] += time.perf_counter() - started
-        state["position"] = position + 1
+        previous, position = position, position + len(group)
+        state["position"] = position
         stop_early = False
-        if state["position"] % count == 0:
-            epochs_done = state["position"] // count
+        if position % count == 0:
+            epochs_done = position // count
             if epoch_selector is not None:
                 stop_early = _observe_epoch(epoch_selector, epochs_done, model, trainable).stop
                 state["selection"] = epoch_selector.state_dict()
-        if checkpoint_dir is not None and state["position"] % config.checkpoint_every == 0 \
-                and state["position"] < total and not stop_early:
+        if checkpoint_dir is not None and position // config.checkpoint_every > previous // config.checkpoint_every \
+                and position < total and not stop_early:
             state["trained"], state["skipped"] = sorted(trained), skipped
             saved_to = _save_checkpoint(checkpoint_dir, state, fingerprint, trainable, optimizer, split_rng)
             if on_checkpoint is not None:
                 on_checkpoint(saved_to)
         if progress is not None:
             progress(Progress(
-                documents_done=position + 1, documents_total=total, step=state["steps"],
+                documents_done=position, documents_total=total, step=state["steps"],
                 loss=state["losses"][-1] if state["losses"] else 0.0,
                 tokens_per_second=_rate(state), epoch=epoch))
         if stop_early:
@@ -405,6 +411,27 @@ def _build_models(config: TrainConfig, base_model: str, parent: str | None, devi
     return model, adapters.ParentAdapterTeacher(model)
 
 
+def _step_loss(config: TrainConfig, run: RunContext, prepared, group: list[int], teacher_logits):
+    """The loss of one optimizer step over the documents ``group`` (indices into ``prepared``) and,
+    per document, the reason it was skipped (None: trained)."""
+    objective = config.objective
+    if len(group) == 1:
+        index = group[0]
+        run.teacher_logits = teacher_logits.document(index) if teacher_logits is not None else None
+        loss, reason = objective.document_loss(run, prepared[index])
+        return loss, [reason if loss is None else None]
+    run.teacher_logits = None
+    if objective.group_loss is not None:
+        return objective.group_loss(run, [prepared[i] for i in group])
+    losses, reasons = [], []
+    for index in group:
+        loss, reason = objective.document_loss(run, prepared[index])
+        reasons.append(reason if loss is None else None)
+        if loss is not None:
+            losses.append(loss)
+    return (sum(losses) / len(losses) if losses else None), reasons
+
+
 def _autocast(precision: str, device: str):
     """A context factory for one step's computation: bf16 autocast on the device's type, or none."""
     import torch
@@ -419,7 +446,8 @@ def _teacher_logit_cache(config: TrainConfig, prepared, start: int, total: int, 
     """The teacher's logits kept across epochs, for the paper's objective over several epochs."""
     from disc_engine.teacher_cache import TeacherLogitCache, plan_disc_splits
 
-    if config.method != "disc" or config.epochs < 2 or config.teacher_cache_mb == 0 or start >= total:
+    if (config.method != "disc" or config.epochs < 2 or config.teacher_cache_mb == 0 or start >= total
+            or config.documents_per_step > 1):  # a padded step of several documents reads its own teacher batch
         return None
     plan = plan_disc_splits(prepared, lambda epoch: _epoch_order(config.seed, epoch, len(prepared)), start, total,
                             config.num_splits, split_rng.getstate())

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model
 
-from disc_engine.loss import disc_loss, disc_loss_reference, sft_kl_loss, sft_loss
+from disc_engine.loss import disc_loss, disc_loss_batch, disc_loss_reference, sft_kl_loss, sft_loss
 from disc_engine.models import load_model, load_tokenizer
 from disc_engine.splitting import choose_split_indices, prepare_document
 from tests.engine.conftest import TEXT
@@ -87,6 +87,24 @@ def test_lora_equals_per_split_loop_in_value_and_gradient(base, sentences):
     assert len(splits) == 5
     _assert_same_value_and_grads(student, None, sentences, splits)
     assert all("lora_" in n for n, p in student.named_parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("max_context", [None, 40], ids=["whole", "windowed"])
+def test_several_documents_in_one_padded_step_equal_the_mean_of_their_losses(base, tokenizer, sentences,
+                                                                             max_context):
+    student = _lora(base)
+    other = prepare_document("A comet passed Mars in May. Astronomers photographed its green tail. "
+                             "It returns in 2107, they said.", tokenizer).sentence_ids
+    documents = [(sentences, choose_split_indices(sentences, 4, random.Random(1))),
+                 (other, choose_split_indices(other, 2, random.Random(2)))]
+    assert len({len([t for s in d for t in s]) for d, _ in documents}) == 2  # rows of different lengths
+    batched, batched_grads = _value_and_grads(
+        lambda: disc_loss_batch(student, None, documents, max_context=max_context), student)
+    mean, mean_grads = _value_and_grads(
+        lambda: sum(disc_loss(student, None, d, i, max_context=max_context) for d, i in documents) / 2, student)
+    _assert_close_rel(batched, mean, rtol=1e-5)
+    for name in mean_grads:
+        _assert_close_rel(batched_grads[name], mean_grads[name], rtol=1e-5)
 
 
 def test_full_fine_tuning_equals_per_split_loop_in_value_and_gradient(base, sentences):

@@ -468,3 +468,20 @@ def test_the_bf16_autocast_path_trains_every_method_close_to_fp32(tiny_model, tm
     assert bf16.losses != fp32.losses  # computed differently…
     assert bf16.losses == pytest.approx(fp32.losses, rel=0.05)  # …to bf16's precision
     assert read_meta(bf16.artifact_dir)["config"]["precision"] == "bf16"
+
+
+@pytest.mark.parametrize("method", ["disc", "sft"])
+def test_several_documents_per_step_train_every_document_in_fewer_steps(tiny_model, tmp_path, method):
+    documents = DOCS[:5]
+    config = TrainConfig(method=method, epochs=2, documents_per_step=2, **FAST)
+    seen = []
+    result = train(documents, out_dir=str(tmp_path / "grouped"), base_model=tiny_model, config=config,
+                   progress=lambda p: seen.append(p.documents_done) if p.stage == "training" else None)
+    assert result.steps == 2 * 3  # per epoch: 2 + 2 + 1 documents, never across the epoch's end
+    assert seen == [2, 4, 5, 7, 9, 10]
+    assert result.report.documents_trained == len(documents)
+    one_by_one = train(documents, out_dir=str(tmp_path / "single"), base_model=tiny_model,
+                       config=TrainConfig(method=method, epochs=2, **FAST))
+    assert one_by_one.steps == 10
+    a, b = load_artifact(result.artifact_dir), load_artifact(one_by_one.artifact_dir)
+    assert any(not torch.equal(p, q) for (_, p), (_, q) in zip(a.named_parameters(), b.named_parameters()))
