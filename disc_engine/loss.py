@@ -127,8 +127,7 @@ def disc_loss_batch(student, teacher, documents: list[tuple[list[list[int]], lis
                 document = [t for sentence in sentences[:max(indices) + 1] for t in sentence]
                 pieces[number] = _teacher_suffix_logits(frozen, document, splits, max_context, device)
                 continue
-            length = max(s.end for s in splits)
-            rows.append([t for sentence in sentences for t in sentence][:length])
+            rows.append([t for sentence in sentences[:max(indices) + 1] for t in sentence])
             row_spans.append([(s.start, s.end - 1) for s in splits])
             row_of.append(number)
         if rows:
@@ -326,7 +325,7 @@ def _cached_teacher_logits(student, teacher, sentence_ids, split_indices, max_co
     forward that also computes the document's upcoming splits, which are stored for later."""
     found = [cache.get(index) for index in split_indices]
     if all(piece is not None for piece in found):
-        cache.used(split_indices, hit=True)
+        cache.used(split_indices)
         return torch.cat(found).to(device)
     wanted = sorted(set(split_indices) | set(cache.upcoming()))
     wanted_splits = _make_splits(sentence_ids, wanted, max_context)
@@ -339,7 +338,7 @@ def _cached_teacher_logits(student, teacher, sentence_ids, split_indices, max_co
         pieces[index] = logits[offset:offset + count]
         offset += count
         cache.put(index, pieces[index], in_use_now=index in split_indices)
-    cache.used(split_indices, hit=False)
+    cache.used(split_indices)
     return torch.cat([pieces[index] for index in split_indices])
 
 

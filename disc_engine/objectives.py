@@ -61,14 +61,18 @@ class Objective:
 
 # --- document losses ---------------------------------------------------------------------------
 
+def _no_split(doc) -> str:
+    return ("no valid split: no sentence after the first has at least 2 tokens "
+            f"({len(doc.sentence_ids)} sentence(s), {doc.token_count} tokens)")
+
+
 def _disc_document_loss(run: RunContext, doc):
     from disc_engine.loss import disc_loss
     from disc_engine.splitting import choose_split_indices
 
     split_indices = choose_split_indices(doc.sentence_ids, run.config.num_splits, run.split_rng)
     if not split_indices:
-        return None, ("no valid split: no sentence after the first has at least 2 tokens "
-                      f"({len(doc.sentence_ids)} sentence(s), {doc.token_count} tokens)")
+        return None, _no_split(doc)
     return disc_loss(run.model, run.teacher, doc.sentence_ids, split_indices, run.config.temperature,
                      max_context=run.max_context, teacher_cache=run.teacher_logits), None
 
@@ -86,8 +90,7 @@ def _disc_group_loss(run: RunContext, docs: list):
             planned.append((doc.sentence_ids, split_indices))
             reasons.append(None)
         else:
-            reasons.append("no valid split: no sentence after the first has at least 2 tokens "
-                           f"({len(doc.sentence_ids)} sentence(s), {doc.token_count} tokens)")
+            reasons.append(_no_split(doc))
     if not planned:
         return None, reasons
     return disc_loss_batch(run.model, run.teacher, planned, run.config.temperature,
@@ -121,8 +124,7 @@ def _disc_shuffled_document_loss(run: RunContext, doc):
                  for position, i in enumerate(order)]
     split_indices = choose_split_indices(sentences, run.config.num_splits, run.split_rng)
     if not split_indices:
-        return None, ("no valid split: no sentence after the first has at least 2 tokens "
-                      f"({len(doc.sentence_ids)} sentence(s), {doc.token_count} tokens)")
+        return None, _no_split(doc)
     return disc_loss(run.model, run.teacher, sentences, split_indices, run.config.temperature,
                      max_context=run.max_context), None
 

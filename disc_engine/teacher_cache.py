@@ -11,7 +11,8 @@ Exact: a cached entry is the very tensor an uncached step would compute (up to t
 reading a longer or shorter prefix, far below 1e-5 of the loss). Bounded: entries are kept only
 while the total stays under ``max_bytes``; a split that did not fit is computed again when it is
 drawn. Full logits cost ``vocabulary × 4`` bytes a position (196 KB for SmolLM2), so the default
-bound holds about 10,000 positions: a few dozen documents of a few hundred tokens.
+``teacher_cache_mb`` (2 GiB) holds about 10,000 positions: a few dozen documents of a few
+hundred tokens.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
-
-DEFAULT_MAX_BYTES = 2 * 1024**3
 
 
 def plan_disc_splits(documents: Sequence, order_of_epoch: Callable[[int], list[int]], start: int, total: int,
@@ -41,30 +40,29 @@ def plan_disc_splits(documents: Sequence, order_of_epoch: Callable[[int], list[i
 
 
 class TeacherLogitCache:
-    """Teacher logits per (document, split index) for one run."""
+    """Teacher logits per (document, split index) for one run, with each split's uses left."""
 
-    def __init__(self, plan: dict[int, Counter], max_bytes: int = DEFAULT_MAX_BYTES):
-        self.remaining = {(doc, split): uses for doc, splits in plan.items() for split, uses in splits.items()}
+    def __init__(self, plan: dict[int, Counter], max_bytes: int):
+        self.remaining = plan   # document index -> split index -> planned uses not yet made
         self.max_bytes = max_bytes
         self.bytes = 0
         self._entries: dict[tuple[int, int], object] = {}
-        self.hits = self.misses = 0
 
     def document(self, index: int) -> DocumentTeacherLogits:
         return DocumentTeacherLogits(self, index)
 
     def _put(self, key: tuple[int, int], logits, in_use_now: bool) -> None:
         size = logits.numel() * logits.element_size()
-        later_uses = self.remaining.get(key, 0) - (1 if in_use_now else 0)
+        later_uses = self.remaining.get(key[0], {}).get(key[1], 0) - (1 if in_use_now else 0)
         if key in self._entries or later_uses <= 0 or self.bytes + size > self.max_bytes:
             return  # not needed again, or no room: recomputed if drawn again
         self._entries[key] = logits.detach().clone()  # its own storage, not a view of the whole forward
         self.bytes += size
 
     def _use(self, key: tuple[int, int]) -> None:
-        left = self.remaining.get(key, 0) - 1
-        self.remaining[key] = left
-        if left <= 0 and key in self._entries:
+        uses = self.remaining.setdefault(key[0], Counter())
+        uses[key[1]] -= 1
+        if uses[key[1]] <= 0 and key in self._entries:
             entry = self._entries.pop(key)
             self.bytes -= entry.numel() * entry.element_size()
 
@@ -81,16 +79,12 @@ class DocumentTeacherLogits:
 
     def upcoming(self) -> list[int]:
         """Split indices this document will be trained on later and are not cached yet."""
-        return sorted(split for (doc, split), uses in self.cache.remaining.items()
-                      if doc == self.index and uses > 0 and (doc, split) not in self.cache._entries)
+        return sorted(split for split, uses in self.cache.remaining.get(self.index, {}).items()
+                      if uses > 0 and (self.index, split) not in self.cache._entries)
 
     def put(self, split: int, logits, *, in_use_now: bool) -> None:
         self.cache._put((self.index, split), logits, in_use_now)
 
-    def used(self, splits: Sequence[int], hit: bool) -> None:
-        if hit:
-            self.cache.hits += 1
-        else:
-            self.cache.misses += 1
+    def used(self, splits: Sequence[int]) -> None:
         for split in splits:
             self.cache._use((self.index, split))

@@ -94,10 +94,6 @@ class KeyCache:
             while len(self._entries) > self.MAX_ENTRIES:
                 self._entries.popitem(last=False)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
 
 KEY_CACHE = KeyCache()
 

@@ -280,7 +280,7 @@ class LocalArtifactStore(ArtifactStore):
             for relative, full in storage.artifact_files(source):
                 destination = staging / relative
                 destination.parent.mkdir(parents=True, exist_ok=True)
-                _link_or_copy(full, destination)
+                link_or_copy(full, destination)
             (staging / MANIFEST_NAME).write_bytes(manifest.to_json())
             storage.fsync_tree(staging)
             if target.exists():
@@ -323,7 +323,7 @@ class LocalArtifactStore(ArtifactStore):
         destination.mkdir(parents=True, exist_ok=True)
         for item in manifest.files:
             (destination / item.path).parent.mkdir(parents=True, exist_ok=True)
-            _link_or_copy(directory / item.path, destination / item.path)
+            link_or_copy(directory / item.path, destination / item.path)
         verify_files(destination, manifest)
         return Fetched(destination, manifest, hit=False)
 
@@ -377,7 +377,7 @@ class LocalArtifactStore(ArtifactStore):
         return sorted(f"{prefix}{p.name}" for p in base.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
-def _link_or_copy(source: Path, destination: Path) -> None:
+def link_or_copy(source: Path, destination: Path) -> None:
     # A hard link costs nothing on one filesystem, and every file here is written once and never
     # modified in place (writers replace files by rename), so sharing the inode is safe.
     try:

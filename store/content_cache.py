@@ -103,13 +103,12 @@ class ContentCache:
 
     def _pinned(self, entry: Path, handle, hit: bool, count: bool = True) -> CacheEntry:
         os.utime(entry)  # least recently used = oldest mtime
-        with self._lock:
-            if not count:
-                pass
-            elif hit:
-                self.stats.hits += 1
-            else:
-                self.stats.misses += 1
+        if count:
+            with self._lock:
+                if hit:
+                    self.stats.hits += 1
+                else:
+                    self.stats.misses += 1
         return CacheEntry(entry, handle, hit)
 
     def _fill(self, entry: Path, fill: Callable[[Path], None]) -> None:

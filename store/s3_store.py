@@ -22,8 +22,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +38,7 @@ from store.artifact_store import (
     StoreError,
     StoreUnavailable,
     check_key,
+    link_or_copy,
     verify_files,
 )
 from store.content_cache import ContentCache
@@ -339,11 +338,7 @@ class S3ArtifactStore(ArtifactStore):
 
 def _copy_into(source: Path, staging: Path, manifest: Manifest) -> None:
     for item in manifest.files:
-        target = staging / item.path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(source / item.path, target)  # files are never modified in place
-        except OSError:
-            shutil.copyfile(source / item.path, target)
+        (staging / item.path).parent.mkdir(parents=True, exist_ok=True)
+        link_or_copy(source / item.path, staging / item.path)
     (staging / MANIFEST_NAME).write_bytes(manifest.to_json())
     verify_files(staging, manifest)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from disc_engine.files import write_text_atomically
+from disc_engine.files import write_bytes_atomically
 
 DATA_DIR = Path(__file__).parent / "data"
 
@@ -209,51 +209,55 @@ def cache_key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-class DiskCache:
-    """JSON values, one per (kind, key), under ``<cache_dir>/evaluation``.
+class _FolderValues:
+    """Small values as files of one folder, each written atomically so that concurrent workers
+    never read half of one."""
 
-    ``cache_dir`` is a folder (files written atomically, so concurrent workers never read half a
-    file), or any object with ``get_bytes(name)``/``put_bytes(name, data)`` — the service passes
-    its artifact store, so every worker host shares one cache. ``None`` caches nothing.
+    def __init__(self, root: Path):
+        self.root = root
+
+    def get_bytes(self, name: str) -> bytes | None:
+        try:
+            return (self.root / name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def put_bytes(self, name: str, data: bytes) -> None:
+        write_bytes_atomically(self.root / name, data)
+
+
+class DiskCache:
+    """JSON values, one per (kind, key), under ``evaluation/`` of a store of small values.
+
+    ``cache_dir`` is a folder, or any object with ``get_bytes(name)``/``put_bytes(name, data)`` —
+    the service passes its artifact store, so every worker host shares one cache. ``None``
+    caches nothing.
     """
 
     def __init__(self, cache_dir):
-        self.values = None
-        self.root = None
-        if cache_dir is None:
-            return
-        if hasattr(cache_dir, "get_bytes") and hasattr(cache_dir, "put_bytes"):
+        if cache_dir is None or (hasattr(cache_dir, "get_bytes") and hasattr(cache_dir, "put_bytes")):
             self.values = cache_dir
         else:
-            self.root = Path(cache_dir) / "evaluation"
+            self.values = _FolderValues(Path(cache_dir))
 
     @property
     def enabled(self) -> bool:
-        return self.values is not None or self.root is not None
+        return self.values is not None
 
     def get(self, kind: str, key: str) -> Any | None:
-        name = f"{kind}-{key[:40]}.json"
-        try:
-            if self.values is not None:
-                data = self.values.get_bytes(f"evaluation/{name}")
-                if data is None:
-                    return None
-                record = json.loads(data)
-            elif self.root is not None:
-                record = json.loads((self.root / name).read_text(encoding="utf-8"))
-            else:
-                return None
-        except (FileNotFoundError, json.JSONDecodeError):
+        if self.values is None:
             return None
-        return record["value"] if record.get("key") == key else None
+        data = self.values.get_bytes(f"evaluation/{kind}-{key[:40]}.json")
+        try:
+            record = json.loads(data) if data is not None else None
+        except json.JSONDecodeError:
+            return None
+        return record["value"] if record is not None and record.get("key") == key else None
 
     def put(self, kind: str, key: str, value: Any) -> None:
-        name = f"{kind}-{key[:40]}.json"
-        data = json.dumps({"key": key, "value": value})
         if self.values is not None:
-            self.values.put_bytes(f"evaluation/{name}", data.encode("utf-8"))
-        elif self.root is not None:
-            write_text_atomically(self.root / name, data)
+            self.values.put_bytes(f"evaluation/{kind}-{key[:40]}.json",
+                                  json.dumps({"key": key, "value": value}).encode("utf-8"))
 
     def memoize(self, kind: str, model, tokenizer, model_key: str | None, parts: tuple,
                 compute: Callable[[], Any]) -> Any:

@@ -39,24 +39,35 @@ RECONCILE_EVERY_S = 1.0
 
 # --- private servers -----------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def private_postgres():
-    server = PrivatePostgres()
+def serving(server):
+    """A fixture's body for a private server: started for the fixture's scope, destroyed after it
+    whatever the tests did."""
     try:
         server.start()
         yield server
     finally:
         server.destroy()
+
+
+def wait_for(condition, timeout_s: float, what: str, poll_s: float = 0.05):
+    """``condition()``'s first truthy value, polled; AssertionError naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def private_postgres():
+    yield from serving(PrivatePostgres())
 
 
 @pytest.fixture(scope="session")
 def private_redis():
-    server = PrivateRedis()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.destroy()
+    yield from serving(PrivateRedis())
 
 
 @pytest.fixture

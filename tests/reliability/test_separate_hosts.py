@@ -11,7 +11,6 @@ to it, and cannot see the first worker's loopback. Every job is submitted over H
 from __future__ import annotations
 
 import signal
-import time
 import uuid
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from disc_client import Client
 from store.artifact_store import MANIFEST_NAME
 from tests.s3server import S3TestServer
 
-from .conftest import documents
+from .conftest import documents, serving, wait_for
 from .hosts import NetworkHost
 from .servers import PrivatePostgres, PrivateRedis
 
@@ -49,32 +48,18 @@ def _exposed(second_host) -> tuple[str, ...]:
 # The servers of this module also listen on the address the second host reaches them by.
 @pytest.fixture(scope="module")
 def private_postgres(second_host):
-    server = PrivatePostgres(extra_addresses=_exposed(second_host))
-    try:
-        server.start()
-        yield server
-    finally:
-        server.destroy()
+    yield from serving(PrivatePostgres(extra_addresses=_exposed(second_host)))
 
 
 @pytest.fixture(scope="module")
 def private_redis(second_host):
-    server = PrivateRedis(extra_addresses=_exposed(second_host))
-    try:
-        server.start()
-        yield server
-    finally:
-        server.destroy()
+    yield from serving(PrivateRedis(extra_addresses=_exposed(second_host)))
 
 
 @pytest.fixture
 def object_store(tmp_path, second_host):
-    server = S3TestServer(tmp_path / "s3", address=_exposed(second_host)[0] if second_host else "127.0.0.1")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.destroy()
+    yield from serving(S3TestServer(tmp_path / "s3",
+                                    address=_exposed(second_host)[0] if second_host else "127.0.0.1"))
 
 
 class Cluster:
@@ -130,16 +115,6 @@ def cluster(deployment, object_store, second_host, tmp_path):
     return Cluster(deployment, object_store, second_host, tmp_path / "hosts")
 
 
-def _wait_for(condition, timeout_s: float, what: str, poll_s: float = 0.1):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(poll_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
 def _files_under(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
 
@@ -160,7 +135,7 @@ def test_a_chain_alternates_hosts_and_the_api_serves_every_version_from_the_stor
     second.kill(signal.SIGTERM)
     v3 = deployment.submit(documents(12, "Chain three"), lineage="chain", promotion=ALWAYS)["id"]
     # The object store restarts while version 3 trains: its objects survive, the job carries on.
-    _wait_for(lambda: deployment.job(v3)["status"] == "running", 120, "version 3 to start")
+    wait_for(lambda: deployment.job(v3)["status"] == "running", 120, "version 3 to start")
     cluster.store.restart()
     job3 = deployment.wait_terminal(v3, 240)
     assert job3["status"] == "succeeded", (job3, deployment.worker_logs())
@@ -206,7 +181,7 @@ def test_a_job_killed_on_one_host_resumes_on_the_other_from_the_checkpoint_in_th
     options = {"hyperparameters": {"seed": 5}, "promotion": ALWAYS}
     first = cluster.worker("a")
     job_id = deployment.submit(texts, lineage="moved", **options)["id"]
-    _wait_for(lambda: cluster.committed_checkpoints(job_id), 180, "a checkpoint in the store")
+    wait_for(lambda: cluster.committed_checkpoints(job_id), 180, "a checkpoint in the store")
     first.kill()   # SIGKILL: host a is gone, and its private folder with it as far as b can tell
     assert deployment.job(job_id)["status"] == "running"
     deployment.backdate_heartbeat(job_id, seconds=3600)
@@ -235,7 +210,7 @@ def test_a_store_outage_during_a_job_shows_no_version_and_the_job_is_retried(clu
     cluster.worker("a")
     job_id = deployment.submit(documents(30, topic="Outage"), lineage="outage", promotion=ALWAYS,
                                hyperparameters={"seed": 2})["id"]
-    _wait_for(lambda: cluster.committed_checkpoints(job_id), 180, "a checkpoint in the store")
+    wait_for(lambda: cluster.committed_checkpoints(job_id), 180, "a checkpoint in the store")
     cluster.store.stop()   # refused connections: the next upload fails
     retried = deployment.wait_job(job_id, lambda j: "retrying" in [e["kind"] for e in deployment.events(j["id"])],
                                   180, "the job to be handed back to the queue")

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from store import repo, storage
 from store.models import Job, JobStatus, ModelVersion
 
-from .conftest import RECONCILE_AFTER_S, RECONCILE_EVERY_S, documents
+from .conftest import RECONCILE_AFTER_S, RECONCILE_EVERY_S, documents, wait_for
 
 ALWAYS = {"policy": "always"}
 ADAPTER_FILE = "adapter_model.safetensors"
@@ -36,16 +36,6 @@ def _artifact_dir(deployment, version: ModelVersion) -> Path:
     return storage.resolve_artifact(deployment.settings, version.artifact_uri)
 
 
-def _wait_for(condition, timeout_s: float, what: str, poll_s: float = 0.05):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(poll_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
 def test_a_killed_worker_leaves_its_job_to_resume_from_the_checkpoint_to_the_same_version(deployment):
     deployment.serve()
     texts = documents(30, topic="Resume")   # checkpoints after documents 10 and 20
@@ -54,7 +44,7 @@ def test_a_killed_worker_leaves_its_job_to_resume_from_the_checkpoint_to_the_sam
     job_id = deployment.submit(texts, lineage="resumed", **options)["id"]
     checkpoints = storage.checkpoint_dir(deployment.settings, job_id)
 
-    _wait_for(lambda: sorted(checkpoints.glob("ckpt-*/state.pt")), 120, "a first checkpoint")
+    wait_for(lambda: sorted(checkpoints.glob("ckpt-*/state.pt")), 120, "a first checkpoint")
     first.kill()   # SIGKILL to the worker's process group: no clean-up, no acknowledgement
     saved = sorted(checkpoints.glob("ckpt-*/state.pt"))
     resume_position = int(saved[-1].parent.name.removeprefix("ckpt-"))
@@ -73,7 +63,7 @@ def test_a_killed_worker_leaves_its_job_to_resume_from_the_checkpoint_to_the_sam
             trace.append((row.attempts, (row.progress or {}).get("documents_done", 0)))
             return row.status not in (JobStatus.queued, JobStatus.running)
 
-    _wait_for(second_attempt_trained, 180, "the second attempt to train", poll_s=0.05)
+    wait_for(second_attempt_trained, 180, "the second attempt to train", poll_s=0.05)
     job = deployment.wait_terminal(job_id, timeout_s=180)
     assert job["status"] == "succeeded", job
     assert job["attempts"] == 2 and job["result_version"]["version"] == 1
