@@ -169,7 +169,8 @@ def disc_loss_reference(student, teacher, sentence_ids: list[list[int]], split_i
 
 def context_distillation_loss(student, teacher, contexts: list[list[int]], suffixes: list[list[int]],
                               temperature: float = 2.0, *, max_context: int | None = None,
-                              chunk_size: int = DEFAULT_CHUNK_SIZE) -> torch.Tensor:
+                              chunk_size: int = DEFAULT_CHUNK_SIZE,
+                              student_prefixes: list[list[int]] | None = None) -> torch.Tensor:
     """Split-context distillation with an explicit teacher context for every suffix.
 
     For each ``j`` the teacher reads ``contexts[j] + suffixes[j]`` and the student reads
@@ -179,47 +180,95 @@ def context_distillation_loss(student, teacher, contexts: list[list[int]], suffi
     rows go through the teacher as one right-padded batch). A context longer than
     ``max_context`` minus the suffix loses tokens from its left; a suffix longer than
     ``max_context`` is cut to its first ``max_context`` tokens for both models.
+
+    With ``student_prefixes`` the student reads ``student_prefixes[j] + suffixes[j]`` (a chat
+    turn before its reply, say), so it has something to predict the first suffix token from:
+    then every suffix token 1..L is distilled, and a suffix is cut so that the student's row fits
+    ``max_context``.
     """
     _check_temperature(temperature)
     if len(contexts) != len(suffixes) or not suffixes:
         raise ValueError(f"need one context per suffix and at least one suffix; got {len(contexts)} "
                          f"contexts for {len(suffixes)} suffixes")
+    if student_prefixes is not None and len(student_prefixes) != len(suffixes):
+        raise ValueError(f"need one student prefix per suffix; got {len(student_prefixes)} for "
+                         f"{len(suffixes)} suffixes")
     if max_context is not None and max_context < 2:
         raise ValueError(f"max_context must be at least 2 tokens, got {max_context}")
-    rows, cut = [], []
-    for context, suffix in zip(contexts, suffixes):
+    prefixes = student_prefixes or [[] for _ in suffixes]
+    # With a student prefix the first suffix token is predicted too (from the prefix's last token).
+    predict_first = student_prefixes is not None
+    rows, student_rows, spans = [], [], []
+    for context, prefix, suffix in zip(contexts, prefixes, suffixes):
         if len(suffix) < 2:
             raise ValueError(f"a suffix has {len(suffix)} token(s); at least 2 are needed")
-        suffix = list(suffix) if max_context is None else list(suffix)[:max_context]
+        if predict_first and not prefix:
+            raise ValueError("a student prefix is empty: the first suffix token has nothing to be predicted from")
+        if max_context is not None:
+            if max_context - len(prefix) < 2:
+                raise ValueError(f"a student prefix of {len(prefix)} tokens leaves no room in the "
+                                 f"{max_context}-token context")
+            suffix = list(suffix)[:max_context - len(prefix)]
+        suffix = list(suffix)
         room = len(context) if max_context is None else max(0, max_context - len(suffix))
         rows.append((list(context)[len(context) - room:] if room else [], suffix))
-        cut.append(suffix)
+        if predict_first and not rows[-1][0]:
+            raise ValueError("a teacher context is empty: the first suffix token has nothing to be predicted from")
+        student_rows.append(list(prefix) + suffix)
+        # Positions predicting the distilled tokens, in each row: (first, count).
+        spans.append(len(suffix) if predict_first else len(suffix) - 1)
     device = _device_of(student)
+    shift = 1 if predict_first else 0
     with torch.no_grad(), _as_teacher(student, teacher) as frozen:
-        # Row j's logit at len(context) + t predicts suffix token t + 2 (1-based), t = 0 … L - 2.
-        keep_from = [len(context) for context, _ in rows]
+        # Row j's logit at len(context) + t predicts suffix token t + 2 (1-based), t = 0 … L - 2;
+        # the one at len(context) - 1 predicts token 1.
+        keep_from = [len(context) - shift for context, _ in rows]
         teacher_logits = _batched_logits(frozen, [context + suffix for context, suffix in rows],
-                                         [(a, a + len(suffix) - 1) for a, (_, suffix) in zip(keep_from, rows)])
-    student_logits = _student_suffix_logits(student, cut, device)
-    weights = torch.cat([torch.full((len(s) - 1,), 1.0 / ((len(s) - 1) * len(cut)), device=device) for s in cut])
+                                         [(a, a + n) for a, n in zip(keep_from, spans)])
+    student_logits = _batched_logits(
+        student, student_rows, [(len(p) - shift, len(p) - shift + n) for p, n in zip(prefixes, spans)]).to(device)
+    weights = torch.cat([torch.full((n,), 1.0 / (n * len(spans)), device=device) for n in spans])
     kl = _weighted_kl(teacher_logits.to(device), student_logits, temperature, chunk_size, weights)
     return kl * temperature ** 2
 
 
 def context_distillation_loss_reference(student, teacher, contexts: list[list[int]],
                                         suffixes: list[list[int]], temperature: float = 2.0, *,
-                                        max_context: int | None = None) -> torch.Tensor:
+                                        max_context: int | None = None,
+                                        student_prefixes: list[list[int]] | None = None) -> torch.Tensor:
     """``context_distillation_loss`` the plain way, one split at a time (its definition in tests)."""
     _check_temperature(temperature)
     device = _device_of(student)
     total = torch.zeros((), device=device)
-    for context, suffix in zip(contexts, suffixes):
-        suffix = list(suffix) if max_context is None else list(suffix)[:max_context]
+    for j, (context, suffix) in enumerate(zip(contexts, suffixes)):
+        prefix = [] if student_prefixes is None else list(student_prefixes[j])
+        suffix = list(suffix) if max_context is None else list(suffix)[:max_context - len(prefix)]
         teacher_input = list(context) + suffix
         if max_context is not None:
             teacher_input = teacher_input[-max_context:]
-        total = total + _split_kl_reference(student, teacher, teacher_input, suffix, temperature)
+        if student_prefixes is None:
+            total = total + _split_kl_reference(student, teacher, teacher_input, suffix, temperature)
+        else:
+            total = total + _prompted_kl_reference(student, teacher, teacher_input, prefix, suffix, temperature)
     return total / len(suffixes)
+
+
+def _prompted_kl_reference(student, teacher, teacher_input: list[int], prefix: list[int],
+                           suffix: list[int], temperature: float) -> torch.Tensor:
+    """T² · mean KL over suffix tokens 1..L, the student reading ``prefix + suffix``."""
+    device = _device_of(student)
+    length = len(suffix)
+    with torch.no_grad(), _as_teacher(student, teacher) as frozen:
+        ids = torch.tensor([teacher_input], device=_device_of(frozen))
+        teacher_logits = frozen(input_ids=ids, use_cache=False).logits[0, -length - 1:-1]
+    ids = torch.tensor([prefix + suffix], device=device)
+    student_logits = student(input_ids=ids, use_cache=False).logits[0, -length - 1:-1]
+    per_split = F.kl_div(
+        F.log_softmax(student_logits.float() / temperature, dim=-1),
+        F.softmax(teacher_logits.to(device).float() / temperature, dim=-1),
+        reduction="batchmean",
+    )
+    return per_split * temperature ** 2
 
 
 def _split_kl_reference(student, teacher, teacher_input: list[int], suffix: list[int],

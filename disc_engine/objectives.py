@@ -35,6 +35,8 @@ class RunContext:
     # This step's document's teacher logits kept across epochs (``disc_engine.teacher_cache``),
     # set by the trainer before each document when the run keeps them; None otherwise.
     teacher_logits: Any = None
+    # The run's tokenizer, for objectives that write documents into the chat format.
+    tokenizer: Any = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,45 @@ def _disc_anyorder_document_loss(run: RunContext, doc):
                                      max_context=run.max_context), None
 
 
+def recall_views(run: RunContext, doc) -> tuple[list[list[int]], list[list[int]], list[list[int]]] | None:
+    """The chat-format recall views of a document (``disc_engine.recall``), one per chosen
+    sentence: (teacher contexts, student prompts, replies) as token ids; None when the run has
+    no chat tokenizer or the document no sentence text."""
+    from disc_engine.evaluation._common import chat_prompt_ids, encode
+    from disc_engine.recall import main_name, recall_prompt, sentence_names, teacher_turn
+
+    tokenizer = run.tokenizer
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None) or not doc.sentences:
+        return None
+    replies = [encode(tokenizer, sentence) for sentence in doc.sentences]
+    chosen = anyorder_splits(replies, run.config.num_splits, run.split_rng)
+    if not chosen:
+        return None
+    names = sentence_names(doc.sentences)
+    fallback = main_name(names)
+    document = " ".join(doc.sentences)
+    contexts, prompts = [], []
+    for i in chosen:
+        prompt = recall_prompt(names[i], run.split_rng, fallback)
+        prompts.append(chat_prompt_ids(tokenizer, prompt))
+        contexts.append(chat_prompt_ids(tokenizer, teacher_turn(document, prompt)))
+    return contexts, prompts, [replies[i] for i in chosen]
+
+
+def _disc_recall_document_loss(run: RunContext, doc):
+    """Recall views: for each chosen sentence the student is asked, in the chat format, about a
+    name the sentence mentions and answers with the sentence; the teacher is asked the same
+    after reading the whole document in the same turn. Every reply token is distilled."""
+    from disc_engine.loss import context_distillation_loss
+
+    views = recall_views(run, doc)
+    if views is None:
+        return _disc_document_loss(run, doc)
+    contexts, prompts, replies = views
+    return context_distillation_loss(run.model, run.teacher, contexts, replies, run.config.temperature,
+                                     max_context=run.max_context, student_prefixes=prompts), None
+
+
 def _windowed_loss(run: RunContext, doc, window_loss: Callable[[list[int]], Any]):
     """A token-stream objective over a document cut into context-sized windows."""
     import torch
@@ -199,6 +240,10 @@ OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
     Objective("disc_anyorder", "any-order context: for each chosen sentence the teacher reads every "
               "other sentence of the document, then that sentence; the student reads it alone",
               needs_teacher=True, reads_splits=True, document_loss=_disc_anyorder_document_loss),
+    Objective("disc_recall", "recall views: for each chosen sentence the student is asked in the chat "
+              "format about a name the sentence mentions and answers with the sentence; the teacher "
+              "reads the whole document before the same question",
+              needs_teacher=True, reads_splits=True, document_loss=_disc_recall_document_loss),
     Objective("sft", "next-token cross-entropy on the documents (fine-tuning baseline)",
               needs_teacher=False, reads_splits=False, document_loss=_sft_document_loss),
     Objective("sft_kl", "cross-entropy + beta * KL to the parent on the document tokens (FT+KL baseline)",

@@ -40,6 +40,9 @@ class PreparedDocument:
     # The first sentence as it reads after another one (with its leading space), for objectives
     # that reorder sentences; None when the document was cut at token level instead.
     first_sentence_spaced: list[int] | None = None
+    # The sentences as text (before any token-level cut), for objectives that re-read them in
+    # another format (``disc_recall``'s chat turns).
+    sentences: list[str] = field(default_factory=list)
 
 
 @lru_cache(maxsize=1)
@@ -107,6 +110,7 @@ def prepare_document(text: str, tokenizer, *, max_sentence_tokens: int | None = 
         token_count=sum(len(ids) for ids in sentence_ids),
         alterations=alterations,
         first_sentence_spaced=spaced,
+        sentences=sentences,
     )
 
 

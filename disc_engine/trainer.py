@@ -241,7 +241,7 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
                                   betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
     split_rng = random.Random(config.seed)
     run = RunContext(config=config, model=model, teacher=teacher, split_rng=split_rng,
-                     max_context=max_context)
+                     max_context=max_context, tokenizer=tokenizer)
     fingerprint = {
         "config": {k: v for k, v in config.to_dict().items() if k not in RESULT_NEUTRAL_FIELDS},
         "data_hash": artifacts.data_hash(documents),

@@ -157,3 +157,66 @@ def test_variants_fall_back_to_disc_for_token_chunked_documents(base, tokenizer)
     for name in ("disc_shuffled", "disc_anyorder"):
         loss, _ = get_objective(name).document_loss(_run(student, name), doc)
         _assert_close_rel(loss.detach(), expected.detach())
+
+
+def test_prompted_context_distillation_distils_every_reply_token_and_matches_its_loop(base, sentences):
+    student = _lora(base)
+    chosen = (0, 3, 5)
+    document = [t for s in sentences for t in s]
+    contexts = [document + sentences[1] for _ in chosen]        # the document, then a "question"
+    prompts = [sentences[1] for _ in chosen]                       # the question alone
+    replies = [sentences[i] for i in chosen]
+    for max_context in (None, 60):
+        fast, fast_grads = _value_and_grads(lambda m=max_context: context_distillation_loss(
+            student, None, contexts, replies, 2.0, max_context=m, student_prefixes=prompts), student)
+        ref, ref_grads = _value_and_grads(lambda m=max_context: context_distillation_loss_reference(
+            student, None, contexts, replies, 2.0, max_context=m, student_prefixes=prompts), student)
+        assert fast > 0
+        # The loss is ~1e-3 here (a near-teacher student), so fp32 summation noise is relatively larger.
+        _assert_close_rel(fast, ref, rtol=1e-3)
+        for name in ref_grads:
+            _assert_close_rel(fast_grads[name], ref_grads[name], rtol=1e-3)
+    # The first reply token counts: with prompts, the loss differs from the unprompted one.
+    unprompted = context_distillation_loss(student, None, contexts, replies, 2.0)
+    prompted = context_distillation_loss(student, None, contexts, replies, 2.0, student_prefixes=prompts)
+    assert not torch.isclose(unprompted.detach(), prompted.detach())
+    with pytest.raises(ValueError, match="student prefix"):
+        context_distillation_loss(student, None, contexts, replies, student_prefixes=prompts[:1])
+
+
+def _chat_run(student, tokenizer, method, seed=0, num_splits=5):
+    run = _run(student, method, seed, num_splits)
+    run.tokenizer = tokenizer
+    return run
+
+
+def test_recall_views_are_chat_turns_about_a_named_thing_and_match_their_loop(base, tokenizer):
+    from disc_engine.evaluation._common import chat_prompt_ids, encode
+    from disc_engine.objectives import recall_views
+
+    doc = prepare_document(TEXT, tokenizer)
+    student = _lora(base)
+    loss, reason = get_objective("disc_recall").document_loss(_chat_run(student, tokenizer, "disc_recall",
+                                                                        num_splits="all"), doc)
+    assert reason is None and loss > 0
+    contexts, prompts, replies = recall_views(_chat_run(student, tokenizer, "disc_recall", num_splits="all"), doc)
+    # Every sentence (the first included) is a reply, read as the sentence on its own.
+    assert replies == [encode(tokenizer, s) for s in doc.sentences]
+    question = tokenizer.decode(prompts[3])
+    assert "Mara Quell" in question and "<|im_start|>user" in question
+    # The teacher's turn is the whole document, then the same question; the student's is the question.
+    asked = question.split("<|im_start|>user\n", 1)[1]            # the question and the reply marker
+    teacher_turn = tokenizer.decode(contexts[3])
+    assert teacher_turn.endswith(asked) and "Varnholt harbour bridge" not in asked
+    assert teacher_turn.count("Varnholt harbour bridge") == 1
+    reference = context_distillation_loss_reference(student, None, contexts, replies, student_prefixes=prompts)
+    _assert_close_rel(loss.detach(), reference.detach(), rtol=1e-3)
+    assert prompts[3] == chat_prompt_ids(tokenizer, asked.split("<|im_end|>")[0])
+
+
+def test_recall_falls_back_to_disc_without_a_chat_template(base, tokenizer):
+    doc = prepare_document(TEXT, tokenizer)
+    student = _lora(base)
+    expected, _ = get_objective("disc").document_loss(_run(student, "disc"), doc)
+    loss, _ = get_objective("disc_recall").document_loss(_run(student, "disc_recall"), doc)  # no tokenizer
+    _assert_close_rel(loss.detach(), expected.detach())

@@ -1,0 +1,112 @@
+"""Chat-format recall views of a document, for the ``disc_recall`` objective (torch-free).
+
+A user asks a deployed chat model about a *thing* ("Who found the Dainbrein beetle?"); a news
+document states the fact the other way round ("A team led by Glaimei Brenpel has found the
+Dainbrein beetle"). Distilling the document as running text teaches what follows what in the
+document's own order, so a question that starts from the other end finds little. A recall view
+turns one sentence into a chat exchange that starts from a name the sentence mentions:
+
+    user: Tell me about the Dainbrein beetle.      assistant: <the sentence>
+
+The names are found without a model: runs of capitalised words, where a capitalised word at a
+sentence's start counts only if the document also capitalises it elsewhere (so "The", "So"
+and "Funding" opening a sentence are not names, "Brenpel" opening one is). The prompts are
+generic requests for what the model knows about a name; they are not the probes' questions.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+# Generic requests for what the model knows about a name ({} is the name).
+RECALL_PROMPTS = (
+    "Tell me about {}.",
+    "What do you know about {}?",
+    "What is the latest news about {}?",
+    "What happened with {}?",
+)
+# For a sentence that names nothing.
+GENERAL_PROMPT = "What is in the news?"
+# How the teacher reads the document before the same request.
+TEACHER_TURN = "{document}\n\n{prompt}"
+
+# Words inside a name that are not capitalised ("Institute of Marine Studies").
+_CONNECTORS = frozenset({"of"})
+# Capitalised, but a date rather than a thing anyone asks about.
+_CALENDAR = frozenset({
+    "January", "February", "March", "April", "May", "June", "July", "August", "September",
+    "October", "November", "December", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday",
+    "Saturday", "Sunday",
+})
+_WORD = re.compile(r"[^\W\d_][\w'’-]*")
+_POSSESSIVE = re.compile(r"['’]s?$")
+
+
+def _bare(word: str) -> str:
+    return _POSSESSIVE.sub("", word)
+
+
+def sentence_names(sentences: list[str]) -> list[list[str]]:
+    """The names each sentence mentions (distinct, in order of appearance)."""
+    words = [[(m.group(), m.start(), m.end()) for m in _WORD.finditer(s)] for s in sentences]
+    # Capitalised away from a sentence's start: a name, not just a first word.
+    named = {_bare(w) for ws in words for i, (w, _, _) in enumerate(ws)
+             if i > 0 and w[0].isupper() and _bare(w) not in _CALENDAR}
+    result = []
+    for sentence, ws in zip(sentences, words):
+        names: list[str] = []
+        run: list[tuple[str, int, int]] = []
+
+        def close() -> None:
+            while run and run[-1][0] in _CONNECTORS:
+                run.pop()
+            if run:
+                name = _bare(sentence[run[0][1]:run[-1][2]])
+                if name and name not in names:
+                    names.append(name)
+            run.clear()
+
+        for i, (word, start, end) in enumerate(ws):
+            adjacent = bool(run) and sentence[run[-1][2]:start] == " "
+            # A first word is a name if the document names it elsewhere, or if a name follows it.
+            opens_name = i == 0 and i + 1 < len(ws) and _bare(ws[1][0]) in named
+            capital = (word[0].isupper() and (i > 0 or _bare(word) in named or opens_name)
+                       and _bare(word) not in _CALENDAR)
+            if capital:
+                if run and not adjacent:
+                    close()
+                run.append((word, start, end))
+                if _bare(word) != word:         # a possessive ends the name
+                    close()
+            elif word in _CONNECTORS and adjacent:
+                run.append((word, start, end))
+            else:
+                close()
+        close()
+        result.append(names)
+    return result
+
+
+def main_name(names: list[list[str]]) -> str | None:
+    """The name the document mentions in most sentences (the first such one), or None."""
+    counts: dict[str, int] = {}
+    for sentence in names:
+        for name in sentence:
+            counts[name] = counts.get(name, 0) + 1
+    return max(counts, key=counts.__getitem__) if counts else None
+
+
+def recall_prompt(names: list[str], rng: random.Random, fallback: str | None = None) -> str:
+    """A request about one of ``names`` (drawn with ``rng``); about ``fallback`` (the document's
+    main name) when the sentence names nothing; the general request when neither exists."""
+    if not names:
+        names = [fallback] if fallback else []
+    if not names:
+        return GENERAL_PROMPT
+    template = RECALL_PROMPTS[rng.randrange(len(RECALL_PROMPTS))]
+    return template.format(names[rng.randrange(len(names))])
+
+
+def teacher_turn(document: str, prompt: str) -> str:
+    return TEACHER_TURN.format(document=document, prompt=prompt)
