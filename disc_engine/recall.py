@@ -53,39 +53,40 @@ def sentence_names(sentences: list[str]) -> list[list[str]]:
     # Capitalised away from a sentence's start: a name, not just a first word.
     named = {_bare(w) for ws in words for i, (w, _, _) in enumerate(ws)
              if i > 0 and w[0].isupper() and _bare(w) not in _CALENDAR}
-    result = []
-    for sentence, ws in zip(sentences, words):
-        names: list[str] = []
-        run: list[tuple[str, int, int]] = []
+    return [_names_in(sentence, ws, named) for sentence, ws in zip(sentences, words)]
 
-        def close() -> None:
-            while run and run[-1][0] in _CONNECTORS:
-                run.pop()
-            if run:
-                name = _bare(sentence[run[0][1]:run[-1][2]])
-                if name and name not in names:
-                    names.append(name)
-            run.clear()
 
-        for i, (word, start, end) in enumerate(ws):
-            adjacent = bool(run) and sentence[run[-1][2]:start] == " "
-            # A first word is a name if the document names it elsewhere, or if a name follows it.
-            opens_name = i == 0 and i + 1 < len(ws) and _bare(ws[1][0]) in named
-            capital = (word[0].isupper() and (i > 0 or _bare(word) in named or opens_name)
-                       and _bare(word) not in _CALENDAR)
-            if capital:
-                if run and not adjacent:
-                    close()
-                run.append((word, start, end))
-                if _bare(word) != word:         # a possessive ends the name
-                    close()
-            elif word in _CONNECTORS and adjacent:
-                run.append((word, start, end))
-            else:
+def _names_in(sentence: str, words: list[tuple[str, int, int]], named: set[str]) -> list[str]:
+    names: list[str] = []
+    run: list[tuple[str, int, int]] = []
+
+    def close() -> None:
+        while run and run[-1][0] in _CONNECTORS:
+            run.pop()
+        if run:
+            name = _bare(sentence[run[0][1]:run[-1][2]])
+            if name and name not in names:
+                names.append(name)
+        run.clear()
+
+    for i, (word, start, end) in enumerate(words):
+        adjacent = bool(run) and sentence[run[-1][2]:start] == " "
+        # A first word is a name if the document names it elsewhere, or if a name follows it.
+        opens_name = i == 0 and i + 1 < len(words) and _bare(words[1][0]) in named
+        capital = (word[0].isupper() and (i > 0 or _bare(word) in named or opens_name)
+                   and _bare(word) not in _CALENDAR)
+        if capital:
+            if run and not adjacent:
                 close()
-        close()
-        result.append(names)
-    return result
+            run.append((word, start, end))
+            if _bare(word) != word:         # a possessive ends the name
+                close()
+        elif word in _CONNECTORS and adjacent:
+            run.append((word, start, end))
+        else:
+            close()
+    close()
+    return names
 
 
 def main_name(names: list[list[str]]) -> str | None:
