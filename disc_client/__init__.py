@@ -35,7 +35,9 @@ from service.schemas import (
                                 JobsPublic,
                                 LineagePublic,
                                 ProgressPublic,
+                                ScoreHistoryPublic,
                                 VersionPublic,
+                                VersionScoresPublic,
 )
 
 __all__ = [
@@ -44,5 +46,5 @@ __all__ = [
     "DiscError", "InvalidRequestError", "NotFoundError", "PermissionDeniedError", "RateLimitError", "ServerError",
     "WaitTimeout",
     "AliasMovePublic", "JobEventPublic", "JobPublic", "JobsPublic", "LineagePublic", "ProgressPublic",
-    "VersionPublic",
+    "ScoreHistoryPublic", "VersionPublic", "VersionScoresPublic",
 ]

@@ -30,6 +30,7 @@ from service.schemas import (
     LineagesPublic,
     ProbeIn,
     PromotionIn,
+    ScoreHistoryPublic,
     VersionPublic,
     VersionsPublic,
 )
@@ -194,6 +195,17 @@ class Models:
     def versions(self, lineage: str) -> list[VersionPublic]:
         response = self._t.request("GET", f"/models/{_quote(lineage)}/versions")
         return VersionsPublic.model_validate(response.json()).data
+
+    def scores(self, lineage: str, metrics: Iterable[str] | None = None) -> ScoreHistoryPublic:
+        """Scores over the lineage's versions, oldest first: ``metrics`` (default: every one recorded).
+
+        Each point has the version's number, ``created_at``, ``state``, ``is_latest`` and ``scores``
+        (null where a version lacks a metric). A name no version has and no evaluation records is
+        refused (``InvalidRequestError``, code ``unknown_metric``).
+        """
+        params = {"metric": list(metrics)} if metrics else None
+        response = self._t.request("GET", f"/models/{_quote(lineage)}/scores", params=params)
+        return ScoreHistoryPublic.model_validate(response.json())
 
     def retrieve(self, lineage: str, version: int | Literal["latest"]) -> VersionPublic:
         if version == "latest":

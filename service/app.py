@@ -22,7 +22,8 @@ lineages (as for ids that do not exist).
 **Errors.** Always `{"error": {"code", "message", "param"}}`; `param` names the offending
 field, e.g. `documents[3].text`. Codes include `validation_error`, `invalid_body`,
 `payload_too_large`, `idempotency_conflict`, `unauthorized`, `forbidden`, `not_found`,
-`no_promoted_version`, `job_finished`, `version_rejected`, `artifact_corrupt`.
+`no_promoted_version`, `unknown_metric`, `job_finished`, `version_rejected`,
+`artifact_corrupt`.
 """
 
 

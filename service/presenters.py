@@ -11,10 +11,12 @@ from service.schemas import (
     JobPublic,
     LineagePublic,
     ProgressPublic,
+    ScoreHistoryPublic,
     VersionPublic,
+    VersionScoresPublic,
 )
 from store import repo
-from store.models import AliasHistory, Job, JobEvent, ModelVersion
+from store.models import AliasHistory, Job, JobEvent, Lineage, ModelVersion
 from store.settings import Settings
 
 
@@ -36,6 +38,18 @@ def version_public(session: Session, settings: Settings, version: ModelVersion,
         scores={s.name: s.value for s in version.scores}, artifact_kind=version.artifact_kind,
         artifact_url=artifact_url(settings, lineage, version.number), artifact_sha256=version.artifact_sha256,
         job_id=version.job_id)
+
+
+def score_history_public(lineage: Lineage, history: list[repo.VersionScores], metrics: list[str],
+                         latest_id: int | None) -> ScoreHistoryPublic:
+    """``metrics`` of every version in ``history``; a metric a version lacks is null, never left out."""
+    latest = next((entry.number for entry in history if entry.id == latest_id), None)
+    return ScoreHistoryPublic(
+        lineage=lineage.name, base_model=lineage.base_model, latest_version=latest, metrics=metrics,
+        data=[VersionScoresPublic(version=entry.number, created_at=entry.created_at, state=entry.state.value,
+                                  is_latest=entry.id == latest_id,
+                                  scores={name: entry.scores.get(name) for name in metrics})
+              for entry in history])
 
 
 def job_public(session: Session, settings: Settings, job: Job) -> JobPublic:

@@ -165,6 +165,43 @@ class VersionsPublic(BaseModel):
     data: list[VersionPublic]
 
 
+# The scores a worker records for every version (``disc_engine.evaluation.RESULT_KEYS``, listed here
+# because that module imports torch; tests/service/test_scores.py keeps the two equal).
+KNOWN_METRICS = (
+    "knowledge_gap_before", "knowledge_gap_after", "knowledge_gap_closed_fraction",
+    "suffix_nll_before", "suffix_nll_after",
+    "probe_accuracy_before", "probe_accuracy_after", "probe_count",
+    "retention_kl_vs_parent", "retention_kl_vs_base",
+    "general_mc_accuracy", "general_mc_accuracy_parent",
+    "format_compliance", "format_compliance_parent",
+    "eval_seconds",
+)
+MetricName = Annotated[str, Field(min_length=1, max_length=64, description=(
+    "A score's name, e.g. `probe_accuracy_after` or `retention_kl_vs_base`."))]
+
+
+class VersionScoresPublic(BaseModel):
+    version: int
+    created_at: datetime
+    state: Literal["candidate", "promoted", "rejected"] = Field(
+        description="`promoted`: the version has been `latest` at some point.")
+    is_latest: bool
+    scores: dict[str, float | None] = Field(description=(
+        "Every metric of `metrics`, by name; null where this version has no value for it."))
+
+
+class ScoreHistoryPublic(BaseModel):
+    """A lineage's scores over its versions, oldest first: one series per metric, for a chart."""
+
+    lineage: str
+    base_model: str
+    latest_version: int | None = Field(description="The version `latest` points at; null before the first promotion.")
+    metrics: list[str] = Field(description=(
+        "The metrics in each version's `scores`: the ones asked for, in that order; without `metric`, "
+        "every metric some version has, by name."))
+    data: list[VersionScoresPublic]
+
+
 class JobPublic(BaseModel):
     id: str
     status: JobStatusName

@@ -312,6 +312,38 @@ def version_scores(session: Session, version: ModelVersion) -> dict[str, float |
     return {s.name: s.value for s in rows}
 
 
+@dataclass(frozen=True)
+class VersionScores:
+    """One version's point in its lineage's score history: every score it has, by name."""
+
+    id: int
+    number: int
+    created_at: datetime
+    state: VersionState
+    scores: dict[str, float | None]
+
+
+def score_history(session: Session, lineage: Lineage | str) -> list[VersionScores]:
+    """Every version of a lineage, oldest first, with all its scores: one query, no artifact or parent rows."""
+    found = _lineage_of(session, lineage)
+    if found is None:
+        return []
+    rows = session.execute(
+        select(ModelVersion.id, ModelVersion.number, ModelVersion.created_at, ModelVersion.state,
+               EvaluationScore.name, EvaluationScore.value)
+        .outerjoin(EvaluationScore, EvaluationScore.version_id == ModelVersion.id)
+        .where(ModelVersion.lineage_id == found.id)
+        .order_by(ModelVersion.number, EvaluationScore.name))
+    history: dict[int, VersionScores] = {}
+    for version_id, number, created_at, state, name, value in rows:
+        entry = history.get(version_id)
+        if entry is None:
+            entry = history[version_id] = VersionScores(version_id, number, created_at, state, {})
+        if name is not None:  # a version without any score still has its place in the history
+            entry.scores[name] = value
+    return list(history.values())
+
+
 # --- aliases ----------------------------------------------------------------------------------
 
 def get_alias(session: Session, lineage: Lineage | str, name: str = LATEST) -> Alias | None:

@@ -67,6 +67,11 @@ def test_every_command_answers_in_json_and_says_what_went_wrong_by_its_exit_code
     lineages = disc_json(stack, "models", "list")["data"]
     assert [(x["name"], x["version_count"], x["latest_version"]) for x in lineages] == [("news", 1, 1)]
     assert [v["version"] for v in disc_json(stack, "models", "list", "news")["data"]] == [1]
+    history = disc_json(stack, "models", "scores", "news")
+    drift = history["data"][0]["scores"]
+    assert history["latest_version"] == 1 and set(history["metrics"]) == set(latest["scores"])
+    # Version 1's parent is the base: its drift from the base over the chain is its one step.
+    assert drift["retention_kl_vs_base"] == drift["retention_kl_vs_parent"] == latest["scores"]["retention_kl_vs_base"]
     assert disc_json(stack, "models", "promote", "news", "1")["is_latest"]
     moves = disc_json(stack, "models", "history", "news")["data"]
     assert [(m["from_version"], m["to_version"], m["reason"]) for m in moves] == [(None, 1, "policy")]
@@ -82,6 +87,9 @@ def test_every_command_answers_in_json_and_says_what_went_wrong_by_its_exit_code
     assert nowhere.returncode == EXIT_UNAVAILABLE and "Connection refused" in nowhere.stderr
     plain = disc(stack, "models", "list", "news")
     assert plain.returncode == 0 and re.search(r"\*\s+v1\s+base\s+promoted\s+disc", plain.stdout), plain.stdout
+    chart = disc(stack, "models", "scores", "news", "--metric", "retention_kl_vs_base")
+    assert chart.returncode == 0 and re.search(r"^retention_kl_vs_base\s+▄\s+v1 [\d.e-]+ → v1", chart.stdout, re.M), \
+        chart.stdout
 
 
 def test_pull_writes_an_adapter_and_merged_weights_that_compute_the_same_logits(stack, submitted, tmp_path,

@@ -117,7 +117,8 @@ def test_every_client_command_has_help_with_its_exit_codes(capsys):
     from disc_cli.main import build_parser
 
     commands = [["submit"], ["jobs", "list"], ["jobs", "show"], ["jobs", "watch"], ["jobs", "cancel"],
-                ["models", "latest"], ["models", "list"], ["models", "promote"], ["models", "history"], ["pull"]]
+                ["models", "latest"], ["models", "list"], ["models", "scores"], ["models", "promote"],
+                ["models", "history"], ["pull"]]
     for command in commands:
         with pytest.raises(SystemExit) as done:
             build_parser().parse_args([*command, "--help"])

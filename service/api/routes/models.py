@@ -4,15 +4,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi import Path as PathParam
 from fastapi.responses import RedirectResponse, StreamingResponse
 
 from service.api.deps import ModelsPromoter, ModelsReader, SessionDep, SettingsDep
 from service.auth import Principal
 from service.errors import ERROR_RESPONSES, ApiError, not_found
-from service.presenters import alias_moves_public, lineage_public, version_public
-from service.schemas import AliasHistoryPublic, LineageName, LineagesPublic, VersionPublic, VersionsPublic
+from service.presenters import alias_moves_public, lineage_public, score_history_public, version_public
+from service.schemas import (
+    KNOWN_METRICS,
+    AliasHistoryPublic,
+    LineageName,
+    LineagesPublic,
+    MetricName,
+    ScoreHistoryPublic,
+    VersionPublic,
+    VersionsPublic,
+)
 from store import repo, storage
 from store.artifact_store import StoreError, StoreUnavailable, open_store
 from store.models import Lineage, ModelVersion
@@ -21,6 +30,9 @@ router = APIRouter(prefix="/models", tags=["models"], responses=ERROR_RESPONSES)
 
 LineagePath = Annotated[LineageName, PathParam()]
 VersionNumber = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
+Metrics = Annotated[list[MetricName] | None, Query(max_length=50, description=(
+    "A metric to return; repeat for several (`?metric=a&metric=b`). Left out: every metric some version "
+    "has. Besides those, the names every evaluation records are accepted: " + ", ".join(KNOWN_METRICS) + "."))]
 
 
 def _lineage(session, principal: Principal, name: str) -> Lineage:
@@ -85,6 +97,32 @@ def list_versions(lineage: LineagePath, session: SessionDep, settings: SettingsD
     latest_id = alias.version_id if alias else -1
     return VersionsPublic(data=[version_public(session, settings, v, latest_id)
                                 for v in repo.list_versions(session, found)])
+
+
+@router.get("/{lineage}/scores", response_model=ScoreHistoryPublic)
+def score_history(lineage: LineagePath, session: SessionDep, principal: ModelsReader,
+                  metric: Metrics = None) -> ScoreHistoryPublic:
+    """Scores over versions, for a chart: every version oldest first with the requested metrics.
+
+    Candidates and rejected versions are included (``state`` says which), and a metric a version
+    lacks is null. ``retention_kl_vs_base`` is each version's drift from the lineage's base model
+    over the whole chain, the figure ``DISC_PROMOTE_MAX_RETENTION_KL_VS_BASE`` bounds;
+    ``retention_kl_vs_parent`` is the step from its parent. A name that no version has and no
+    evaluation records is refused (422 unknown_metric).
+    """
+    found = _lineage(session, principal, lineage)
+    history = repo.score_history(session, found)
+    recorded = sorted({name for entry in history for name in entry.scores})
+    metrics = list(dict.fromkeys(metric)) if metric else recorded
+    unknown = [name for name in metrics if name not in recorded and name not in KNOWN_METRICS]
+    if unknown:
+        names = ", ".join(repr(name) for name in unknown)
+        plural = "s" if len(unknown) > 1 else ""
+        raise ApiError(422, "unknown_metric", f"no version of {lineage!r} has the metric{plural} {names} and no "
+                       f"evaluation records {'them' if plural else 'it'}; known: "
+                       f"{', '.join(sorted({*recorded, *KNOWN_METRICS}))}", "metric")
+    alias = repo.get_alias(session, found)
+    return score_history_public(found, history, metrics, alias.version_id if alias else None)
 
 
 @router.get("/{lineage}/versions/{number}", response_model=VersionPublic)
