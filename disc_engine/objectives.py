@@ -161,41 +161,55 @@ def _disc_anyorder_document_loss(run: RunContext, doc):
 
 def recall_views(run: RunContext, doc) -> tuple[list[list[int]], list[list[int]], list[list[int]]] | None:
     """The chat-format recall views of a document (``disc_engine.recall``), one per chosen
-    sentence: (teacher contexts, student prompts, replies) as token ids; None when the run has
-    no chat tokenizer or the document no sentence text."""
+    sentence (any sentence, the first included; ``num_splits`` of them): the student is asked
+    about a name the sentence mentions and replies with the sentence from another of its names
+    on (the whole sentence when it names nothing else); the teacher reads the whole document in
+    the same user turn, before the same question. Returns (teacher contexts, student prompts,
+    replies) as token ids; None when the run has no chat tokenizer or the document no text."""
     from disc_engine.evaluation._common import chat_prompt_ids, encode
-    from disc_engine.recall import main_name, recall_prompt, sentence_names, teacher_turn
+    from disc_engine.recall import main_name, recall_prompt, reply_from_a_name, sentence_names, teacher_turn
 
     tokenizer = run.tokenizer
     if tokenizer is None or not getattr(tokenizer, "chat_template", None) or not doc.sentences:
         return None
-    replies = [encode(tokenizer, sentence) for sentence in doc.sentences]
-    chosen = anyorder_splits(replies, run.config.num_splits, run.split_rng)
+    whole = [encode(tokenizer, sentence) for sentence in doc.sentences]
+    chosen = anyorder_splits(whole, run.config.num_splits, run.split_rng)
     if not chosen:
         return None
     names = sentence_names(doc.sentences)
     fallback = main_name(names)
     document = " ".join(doc.sentences)
-    contexts, prompts = [], []
+    contexts, prompts, replies = [], [], []
     for i in chosen:
-        prompt = recall_prompt(names[i], run.split_rng, fallback)
+        prompt, asked = recall_prompt(names[i], run.split_rng, fallback)
         prompts.append(chat_prompt_ids(tokenizer, prompt))
         contexts.append(chat_prompt_ids(tokenizer, teacher_turn(document, prompt)))
-    return contexts, prompts, [replies[i] for i in chosen]
+        reply = whole[i]
+        if asked is not None:
+            fragment = encode(tokenizer, reply_from_a_name(doc.sentences[i], names[i], asked, run.split_rng))
+            reply = fragment if len(fragment) >= 2 else reply
+        replies.append(reply)
+    return contexts, prompts, replies
 
 
 def _disc_recall_document_loss(run: RunContext, doc):
-    """Recall views: for each chosen sentence the student is asked, in the chat format, about a
-    name the sentence mentions and answers with the sentence; the teacher is asked the same
-    after reading the whole document in the same turn. Every reply token is distilled."""
+    """The paper's DiSC loss on the document plus its recall views' loss.
+
+    DiSC stores what each sentence's prefix tells the teacher, in the document's own order; the
+    recall views teach the same facts as chat replies that start from a name the question asks
+    about, the first sentence included. A document without views (no chat tokenizer) is trained
+    by DiSC alone; one without a DiSC split (a single short sentence) by its views alone.
+    """
     from disc_engine.loss import context_distillation_loss
 
+    paper, reason = _disc_document_loss(run, doc)
     views = recall_views(run, doc)
     if views is None:
-        return _disc_document_loss(run, doc)
+        return paper, reason
     contexts, prompts, replies = views
-    return context_distillation_loss(run.model, run.teacher, contexts, replies, run.config.temperature,
-                                     max_context=run.max_context, student_prefixes=prompts), None
+    recall = context_distillation_loss(run.model, run.teacher, contexts, replies, run.config.temperature,
+                                       max_context=run.max_context, student_prefixes=prompts)
+    return (recall if paper is None else paper + recall), None
 
 
 def _windowed_loss(run: RunContext, doc, window_loss: Callable[[list[int]], Any]):
@@ -240,9 +254,9 @@ OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
     Objective("disc_anyorder", "any-order context: for each chosen sentence the teacher reads every "
               "other sentence of the document, then that sentence; the student reads it alone",
               needs_teacher=True, reads_splits=True, document_loss=_disc_anyorder_document_loss),
-    Objective("disc_recall", "recall views: for each chosen sentence the student is asked in the chat "
-              "format about a name the sentence mentions and answers with the sentence; the teacher "
-              "reads the whole document before the same question",
+    Objective("disc_recall", "DiSC plus recall views: the paper's loss, plus for each chosen sentence "
+              "a chat turn asking about a name it mentions, answered by the sentence from another of "
+              "its names on; the teacher reads the whole document before the same question",
               needs_teacher=True, reads_splits=True, document_loss=_disc_recall_document_loss),
     Objective("sft", "next-token cross-entropy on the documents (fine-tuning baseline)",
               needs_teacher=False, reads_splits=False, document_loss=_sft_document_loss),

@@ -39,6 +39,9 @@ _CALENDAR = frozenset({
     "October", "November", "December", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday",
     "Saturday", "Sunday",
 })
+# Sentence openers that are never part of a name, for documents too short to show them in lower case.
+_OPENERS = frozenset({"a", "an", "the", "this", "that", "these", "those", "it", "its", "in", "on", "at",
+                      "after", "before", "when", "while", "as", "but", "and", "so", "his", "her", "their"})
 _WORD = re.compile(r"[^\W\d_][\w'’-]*")
 _POSSESSIVE = re.compile(r"['’]s?$")
 
@@ -53,10 +56,12 @@ def sentence_names(sentences: list[str]) -> list[list[str]]:
     # Capitalised away from a sentence's start: a name, not just a first word.
     named = {_bare(w) for ws in words for i, (w, _, _) in enumerate(ws)
              if i > 0 and w[0].isupper() and _bare(w) not in _CALENDAR}
-    return [_names_in(sentence, ws, named) for sentence, ws in zip(sentences, words)]
+    # Words the document also writes in lower case ("the", "so") never open a name.
+    common = _OPENERS | {w for ws in words for w, _, _ in ws if w[0].islower()}
+    return [_names_in(sentence, ws, named, common) for sentence, ws in zip(sentences, words)]
 
 
-def _names_in(sentence: str, words: list[tuple[str, int, int]], named: set[str]) -> list[str]:
+def _names_in(sentence: str, words: list[tuple[str, int, int]], named: set[str], common: set[str]) -> list[str]:
     names: list[str] = []
     run: list[tuple[str, int, int]] = []
 
@@ -72,9 +77,9 @@ def _names_in(sentence: str, words: list[tuple[str, int, int]], named: set[str])
     for i, (word, start, end) in enumerate(words):
         adjacent = bool(run) and sentence[run[-1][2]:start] == " "
         # A first word is a name if the document names it elsewhere, or if a name follows it.
-        opens_name = i == 0 and i + 1 < len(words) and _bare(words[1][0]) in named
-        capital = (word[0].isupper() and (i > 0 or _bare(word) in named or opens_name)
-                   and _bare(word) not in _CALENDAR)
+        opens_name = (i == 0 and word.lower() not in common
+                      and (_bare(word) in named or (len(words) > 1 and _bare(words[1][0]) in named)))
+        capital = word[0].isupper() and (i > 0 or opens_name) and _bare(word) not in _CALENDAR
         if capital:
             if run and not adjacent:
                 close()
@@ -98,15 +103,27 @@ def main_name(names: list[list[str]]) -> str | None:
     return max(counts, key=counts.__getitem__) if counts else None
 
 
-def recall_prompt(names: list[str], rng: random.Random, fallback: str | None = None) -> str:
+def recall_prompt(names: list[str], rng: random.Random, fallback: str | None = None) -> tuple[str, str | None]:
     """A request about one of ``names`` (drawn with ``rng``); about ``fallback`` (the document's
-    main name) when the sentence names nothing; the general request when neither exists."""
+    main name) when the sentence names nothing; the general request when neither exists. Returns
+    the request and the name asked about."""
     if not names:
         names = [fallback] if fallback else []
     if not names:
-        return GENERAL_PROMPT
+        return GENERAL_PROMPT, None
     template = RECALL_PROMPTS[rng.randrange(len(RECALL_PROMPTS))]
-    return template.format(names[rng.randrange(len(names))])
+    asked = names[rng.randrange(len(names))]
+    return template.format(asked), asked
+
+
+def reply_from_a_name(sentence: str, names: list[str], asked: str, rng: random.Random) -> str:
+    """The sentence from one of its names other than the one ``asked`` about (drawn with ``rng``)
+    to its end, so that the reply starts with what goes with the asked name; the whole sentence
+    when it names nothing else."""
+    others = [n for n in names if n != asked and n not in asked and sentence.find(n) > 0]
+    if not others:
+        return sentence
+    return sentence[sentence.find(others[rng.randrange(len(others))]):]
 
 
 def teacher_turn(document: str, prompt: str) -> str:

@@ -190,28 +190,44 @@ def _chat_run(student, tokenizer, method, seed=0, num_splits=5):
     return run
 
 
-def test_recall_views_are_chat_turns_about_a_named_thing_and_match_their_loop(base, tokenizer):
-    from disc_engine.evaluation._common import chat_prompt_ids, encode
+def test_recall_views_are_chat_turns_about_a_named_thing(base, tokenizer):
+    from disc_engine.evaluation._common import chat_prompt_ids
     from disc_engine.objectives import recall_views
 
     doc = prepare_document(TEXT, tokenizer)
-    student = _lora(base)
-    loss, reason = get_objective("disc_recall").document_loss(_chat_run(student, tokenizer, "disc_recall",
-                                                                        num_splits="all"), doc)
-    assert reason is None and loss > 0
-    contexts, prompts, replies = recall_views(_chat_run(student, tokenizer, "disc_recall", num_splits="all"), doc)
-    # Every sentence (the first included) is a reply, read as the sentence on its own.
-    assert replies == [encode(tokenizer, s) for s in doc.sentences]
+    contexts, prompts, replies = recall_views(_chat_run(_lora(base), tokenizer, "disc_recall", num_splits="all"), doc)
+    # Every sentence, the first included, gives a reply: the sentence from a name on, or whole.
+    assert len(replies) == len(doc.sentences)
+    texts = [tokenizer.decode(r) for r in replies]
+    assert all(s.endswith(t) for s, t in zip(doc.sentences, texts))
+    assert texts[3] == doc.sentences[3]                  # it names one thing only: the whole sentence
     question = tokenizer.decode(prompts[3])
-    assert "Mara Quell" in question and "<|im_start|>user" in question
+    assert "Engineer Mara Quell" in question and "<|im_start|>user" in question
     # The teacher's turn is the whole document, then the same question; the student's is the question.
-    asked = question.split("<|im_start|>user\n", 1)[1]            # the question and the reply marker
+    asked = question.split("<|im_start|>user\n", 1)[1]
     teacher_turn = tokenizer.decode(contexts[3])
     assert teacher_turn.endswith(asked) and "Varnholt harbour bridge" not in asked
     assert teacher_turn.count("Varnholt harbour bridge") == 1
-    reference = context_distillation_loss_reference(student, None, contexts, replies, student_prefixes=prompts)
-    _assert_close_rel(loss.detach(), reference.detach(), rtol=1e-3)
     assert prompts[3] == chat_prompt_ids(tokenizer, asked.split("<|im_end|>")[0])
+
+
+def test_disc_recall_is_disc_plus_its_recall_views_loss(base, tokenizer):
+    from disc_engine.objectives import recall_views
+    from disc_engine.splitting import choose_split_indices
+
+    doc = prepare_document(TEXT, tokenizer)
+    student = _lora(base)
+    loss, reason = get_objective("disc_recall").document_loss(_chat_run(student, tokenizer, "disc_recall", seed=5),
+                                                               doc)
+    assert reason is None
+    # Replay the same draws: the paper's split points, then the views.
+    replay = _chat_run(student, tokenizer, "disc_recall", seed=5)
+    splits = choose_split_indices(doc.sentence_ids, 5, replay.split_rng)
+    contexts, prompts, replies = recall_views(replay, doc)
+    paper = disc_loss_reference(student, None, doc.sentence_ids, splits)
+    recall = context_distillation_loss_reference(student, None, contexts, replies, student_prefixes=prompts)
+    assert paper > 0 and recall > 0
+    _assert_close_rel(loss.detach(), (paper + recall).detach(), rtol=1e-3)
 
 
 def test_recall_falls_back_to_disc_without_a_chat_template(base, tokenizer):

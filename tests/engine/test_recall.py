@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from disc_engine.recall import GENERAL_PROMPT, main_name, recall_prompt, sentence_names
+from disc_engine.recall import GENERAL_PROMPT, main_name, recall_prompt, reply_from_a_name, sentence_names
 
 
 def test_names_are_capitalised_runs_and_first_words_only_when_named_elsewhere():
@@ -28,7 +28,18 @@ def test_prompts_ask_about_a_name_of_the_sentence_or_the_documents_main_one():
     names = [["Glaimei Brenpel", "Dainbrein"], ["Brenpel"], [], ["Brenpel", "Dainbrein"]]
     assert main_name(names) == "Dainbrein"   # in 2 sentences, as is Brenpel; the first such one wins
     rng = random.Random(0)
-    assert any(n in recall_prompt(names[0], rng) for n in names[0])
-    assert "Dainbrein" in recall_prompt([], rng, fallback="Dainbrein")
-    assert recall_prompt([], rng) == GENERAL_PROMPT
+    prompt, asked = recall_prompt(names[0], rng)
+    assert asked in names[0] and asked in prompt
+    assert recall_prompt([], rng, fallback="Dainbrein")[1] == "Dainbrein"
+    assert recall_prompt([], rng) == (GENERAL_PROMPT, None)
     assert main_name([[], []]) is None
+
+
+def test_a_reply_starts_from_another_name_than_the_one_asked_about():
+    sentence = "A team led by Glaimei Brenpel has found the Dainbrein beetle in the Heitreik Hills."
+    names = sentence_names([sentence])[0]
+    assert names == ["Glaimei Brenpel", "Dainbrein", "Heitreik Hills"]
+    replies = {reply_from_a_name(sentence, names, "Dainbrein", random.Random(seed)) for seed in range(20)}
+    assert replies == {"Glaimei Brenpel has found the Dainbrein beetle in the Heitreik Hills.", "Heitreik Hills."}
+    # Nothing else named: the whole sentence.
+    assert reply_from_a_name("Brenpel said so.", ["Brenpel"], "Brenpel", random.Random(0)) == "Brenpel said so."
