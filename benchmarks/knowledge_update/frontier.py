@@ -114,6 +114,17 @@ def at_matched_retention(points: list[dict], zero: dict, kl: float, key: str = "
     first reaches ``kl``, interpolated linearly between the two measured epochs around it, with a
     95% bootstrap interval over items (each item's gain interpolated with the same weight).
     None when the run never reaches ``kl`` or the epochs around it lack the item lists."""
+    found = _matched_item_gains(points, zero, kl, key)
+    if found is None:
+        return None
+    gains, epochs = found
+    return {"gain": sum(gains) / len(gains), "ci": bootstrap_interval(gains), "n": len(gains),
+            "between_epochs": epochs}
+
+
+def _matched_item_gains(points: list[dict], zero: dict, kl: float, key: str):
+    """Each item's gain over ``zero`` where the run first reaches ``kl`` (interpolated), and the
+    epochs around it; None when the run never reaches it or lacks the item lists."""
     ordered = sorted(points, key=lambda r: r["epoch"])
     for before, after in zip(ordered, ordered[1:]):
         low, high = before["retention_kl_vs_parent"], after["retention_kl_vs_parent"]
@@ -123,10 +134,49 @@ def at_matched_retention(points: list[dict], zero: dict, kl: float, key: str = "
             weight = (kl - low) / (high - low)
             gains = [(1 - weight) * (b - z) + weight * (a - z)
                      for b, a, z in zip(before[key], after[key], zero[key])]
-            interval = bootstrap_interval(gains)
-            return {"gain": sum(gains) / len(gains), "ci": interval, "n": len(gains),
-                    "between_epochs": (before["epoch"], after["epoch"])}
+            return gains, (before["epoch"], after["epoch"])
     return None
+
+
+def matched_difference(points_a: list[dict], points_b: list[dict], kl: float, key: str = "correct") -> dict | None:
+    """Run A's gain minus run B's at the same KL to the parent, each interpolated on its own
+    frontier, with a paired 95% bootstrap interval over items: both runs must have scored the
+    same items (the same corpus), in the same order. None where either run does not reach ``kl``."""
+    zero_a = next((r for r in points_a if r["epoch"] == 0), None)
+    zero_b = next((r for r in points_b if r["epoch"] == 0), None)
+    if zero_a is None or zero_b is None or len(zero_a.get(key, ())) != len(zero_b.get(key, ())):
+        return None
+    found_a = _matched_item_gains(points_a, zero_a, kl, key)
+    found_b = _matched_item_gains(points_b, zero_b, kl, key)
+    if found_a is None or found_b is None:
+        return None
+    differences = [a - b for a, b in zip(found_a[0], found_b[0])]
+    return {"difference": sum(differences) / len(differences), "ci": bootstrap_interval(differences),
+            "n": len(differences)}
+
+
+def method_difference_table(rows: list[dict], kls: tuple[float, ...] = (0.1, 0.2, 0.25, 0.3)) -> str:
+    """Every pair of runs of different methods on the same items: knowledge at matched KL, A − B."""
+    runs: dict[tuple, list[dict]] = {}
+    for row in rows:
+        runs.setdefault((row.get("source", 0), row["method"], row["lr"]), []).append(row)
+    lines = ["| A | B | KL to parent | chat questions, A − B, points [paired 95% CI] | clozes, A − B |",
+             "|---|---|---:|---|---|"]
+    keys = sorted(runs)
+    for i, key_a in enumerate(keys):
+        for key_b in keys[i + 1:]:
+            if key_a[1] == key_b[1]:
+                continue
+            for kl in kls:
+                chat = matched_difference(runs[key_a], runs[key_b], kl)
+                if chat is None:
+                    continue
+                cloze = matched_difference(runs[key_a], runs[key_b], kl, "cloze_correct")
+                cells = ["n/a" if f is None else
+                         f"{100 * f['difference']:+.1f} [{100 * f['ci'][0]:+.1f}, {100 * f['ci'][1]:+.1f}]"
+                         for f in (chat, cloze)]
+                lines.append(f"| {key_a[1]} {key_a[2]:g} | {key_b[1]} {key_b[2]:g} | {kl:g} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
 
 
 def matched_retention_table(rows: list[dict], kls: tuple[float, ...] = (0.1, 0.25, 0.5)) -> str:
@@ -200,7 +250,8 @@ def summarize(paths: list[str], plot: str | None = None) -> str:
                      f"| {row['retention_kl_vs_parent']:.3f} | {retention[0]} | {retention[1]} |")
     lines += ["", "Knowledge and instruction compliance at matched retention (interpolated between the "
               "measured epochs around each KL; paired 95% intervals over items):", "",
-              matched_retention_table(rows)]
+              matched_retention_table(rows), "", "Method against method at matched retention (same items, "
+              "each run interpolated on its own frontier; paired 95% intervals):", "", method_difference_table(rows)]
     if plot:
         import matplotlib
 

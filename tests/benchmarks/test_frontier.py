@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from benchmarks.knowledge_update.frontier import at_matched_retention, summarize
+from benchmarks.knowledge_update.frontier import at_matched_retention, matched_difference, summarize
 
 
 def _row(epoch, kl, correct, followed=None):
@@ -49,3 +49,13 @@ def test_the_summary_keeps_runs_of_different_files_apart(tmp_path):
     at_half = [line for line in table.splitlines() if line.startswith("| disc | 0.002 | 0.5 |")]
     # One line per run: the first between its epochs 1 and 2, the second between 0 and 1.
     assert [line.rsplit("|", 2)[1].strip() for line in at_half] == ["1–2", "0–1"]
+
+
+def test_methods_are_compared_at_the_same_kl_item_by_item():
+    other = [{**r, "method": "disc_recall"} for r in (ZERO, _row(1, 0.4, [1, 1, 1, 1]))]
+    # At KL 0.2: disc has gained +25 points (epoch 1); disc_recall is halfway to +100 → +50.
+    found = matched_difference(other, [ZERO, ONE, TWO], 0.2)
+    assert found["difference"] == pytest.approx(0.25) and found["n"] == 4
+    assert found["ci"][0] <= 0.25 <= found["ci"][1]
+    assert matched_difference(other, [ZERO, ONE, TWO], 0.5) is None     # disc_recall never reaches it
+    assert matched_difference(other, [_row(0, 0.0, [0, 0]), _row(1, 0.3, [1, 1])], 0.2) is None  # other items
