@@ -175,7 +175,8 @@ def method_difference_table(rows: list[dict], kls: tuple[float, ...] = (0.1, 0.2
                 cells = ["n/a" if f is None else
                          f"{100 * f['difference']:+.1f} [{100 * f['ci'][0]:+.1f}, {100 * f['ci'][1]:+.1f}]"
                          for f in (chat, cloze)]
-                lines.append(f"| {key_a[1]} {key_a[2]:g} | {key_b[1]} {key_b[2]:g} | {kl:g} | {cells[0]} | {cells[1]} |")
+                lines.append(f"| {key_a[1]} {key_a[2]:g} | {key_b[1]} {key_b[2]:g} | {kl:g} "
+                             f"| {cells[0]} | {cells[1]} |")
     return "\n".join(lines)
 
 
