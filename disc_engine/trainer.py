@@ -536,6 +536,12 @@ def _with_new_defaults(fingerprint: dict) -> dict:
         defaults = TrainConfig.model_validate({"method": saved["config"].get("method", "disc")}).to_dict()
         saved["config"] = {**{k: v for k, v in defaults.items() if k not in RESULT_NEUTRAL_FIELDS},
                            **saved["config"]}
+    if isinstance(saved.get("epoch_budget"), dict):
+        # Budget rules added since (tolerance of an epoch just over the budget) at their defaults.
+        from disc_engine.budget import RetentionBudget
+
+        rules = {"over_patience": RetentionBudget.over_patience, "stop_factor": RetentionBudget.stop_factor}
+        saved["epoch_budget"] = {**rules, **saved["epoch_budget"]}
     return saved
 
 

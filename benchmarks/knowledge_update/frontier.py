@@ -103,6 +103,29 @@ def full_retention(model, tokenizer, *, max_new_tokens: int = 128) -> dict:
             "n_general": len(right), "general_correct": right}
 
 
+def open_book_report(model_name: str, tokenizer, corpora: list[list[dict]]) -> str:
+    """Chat-question accuracy of the untouched model closed-book and with the question's document
+    before it in the same user turn: how much the teacher could pass on at most."""
+    from disc_engine.models import load_model
+
+    model = load_model(model_name).eval()
+    closed, opened = [], []
+    for corpus in corpora:
+        for doc in corpus:
+            for p in doc["probes"]:
+                if p.get("kind", "question") == "question":
+                    probe = {k: p[k] for k in ("question", "options", "answer")}
+                    closed.append(probe)
+                    opened.append({**probe, "question": f"{doc['text']}\n\n{p['question']}"})
+    lines = []
+    for name, probes in (("closed-book", closed), ("open-book (document in the turn)", opened)):
+        correct, _ = probe_items(model, tokenizer, probes)
+        low, high = bootstrap_interval(correct)
+        lines.append(f"{name}: {100 * sum(correct) / len(correct):.1f}% [{100 * low:.1f}, {100 * high:.1f}] "
+                     f"of {len(correct)} questions")
+    return "\n".join(lines)
+
+
 def paired_gain_interval(after: list[float], before: list[float], *, resamples: int = 2000,
                          seed: int = 0) -> tuple[float, float]:
     """95% bootstrap interval of mean(after - before), resampling items (the same probes)."""
@@ -153,6 +176,35 @@ def matched_difference(points_a: list[dict], points_b: list[dict], kl: float, ke
     differences = [a - b for a, b in zip(found_a[0], found_b[0])]
     return {"difference": sum(differences) / len(differences), "ci": bootstrap_interval(differences),
             "n": len(differences)}
+
+
+def within_budget_table(rows: list[dict], budgets: tuple[float, ...] = (0.25, 0.3, 0.35)) -> str:
+    """What a retention budget would keep: per run and KL budget, the measured epoch with the best
+    chat-question accuracy among those within the budget, its gain over epoch 0 with a paired
+    interval. (The product's selector chooses by the closed-book gap, not by the probes; with
+    knowledge rising epoch by epoch the two agree on these runs.)"""
+    runs: dict[tuple, list[dict]] = {}
+    for row in rows:
+        runs.setdefault((row.get("source", 0), row["method"], row["lr"]), []).append(row)
+    lines = ["| method | lr | KL budget | epoch kept | KL | chat-question gain, points [paired 95% CI] | "
+             "cloze gain [paired CI] |", "|---|---:|---:|---:|---:|---|---|"]
+    for (_, method, lr), points in sorted(runs.items()):
+        zero = next((r for r in points if r["epoch"] == 0), None)
+        if zero is None:
+            continue
+        for budget in budgets:
+            within = [r for r in points if r["epoch"] > 0 and r["retention_kl_vs_parent"] <= budget]
+            if not within:
+                lines.append(f"| {method} | {lr:g} | {budget:g} | 0 (none fits) | 0 | +0.0 | +0.0 |")
+                continue
+            best = max(within, key=lambda r: (r["accuracy"], -r["epoch"]))
+            cells = []
+            for key, value in (("correct", "accuracy"), ("cloze_correct", "cloze_accuracy")):
+                low, high = paired_gain_interval(best[key], zero[key])
+                cells.append(f"{100 * (best[value] - zero[value]):+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]")
+            lines.append(f"| {method} | {lr:g} | {budget:g} | {best['epoch']} | {best['retention_kl_vs_parent']:.3f} "
+                         f"| {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
 
 
 def method_difference_table(rows: list[dict], kls: tuple[float, ...] = (0.1, 0.2, 0.25, 0.3)) -> str:
@@ -251,7 +303,9 @@ def summarize(paths: list[str], plot: str | None = None) -> str:
                      f"| {row['retention_kl_vs_parent']:.3f} | {retention[0]} | {retention[1]} |")
     lines += ["", "Knowledge and instruction compliance at matched retention (interpolated between the "
               "measured epochs around each KL; paired 95% intervals over items):", "",
-              matched_retention_table(rows), "", "Method against method at matched retention (same items, "
+              matched_retention_table(rows), "",
+              "What a KL budget keeps (the best measured epoch within it):", "", within_budget_table(rows), "",
+              "Method against method at matched retention (same items, "
               "each run interpolated on its own frontier; paired 95% intervals):", "", method_difference_table(rows)]
     if plot:
         import matplotlib
@@ -301,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-retention-every-epoch", action="store_true",
                         help="with --full-retention: at every measured epoch, not only the first and last "
                              "(to calibrate the retention budget's KL against the skills it stands for)")
+    parser.add_argument("--open-book", action="store_true",
+                        help="only score the untouched model's chat questions with and without the document "
+                             "in the user turn (the teacher's ceiling), with 95% intervals, and exit")
     parser.add_argument("--summarize", nargs="+", metavar="JSONL", default=None,
                         help="print a table of earlier runs' JSON lines (and --plot a figure) instead of running")
     parser.add_argument("--plot", default=None, help="with --summarize: write the frontier figure here (PNG)")
@@ -332,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
                     probes.append({k: p[k] for k in ("question", "options", "answer")})
                 else:
                     clozes.append(p)
+    if args.open_book:
+        print(open_book_report(model_name, tokenizer, corpora))
+        return 0
     num_splits = args.num_splits if args.num_splits == "all" else int(args.num_splits)
     print(f"{len(documents)} documents, {len(probes)} questions, {len(clozes)} clozes, model {model_name}",
           flush=True)

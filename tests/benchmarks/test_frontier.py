@@ -6,7 +6,12 @@ import json
 
 import pytest
 
-from benchmarks.knowledge_update.frontier import at_matched_retention, matched_difference, summarize
+from benchmarks.knowledge_update.frontier import (
+    at_matched_retention,
+    matched_difference,
+    summarize,
+    within_budget_table,
+)
 
 
 def _row(epoch, kl, correct, followed=None):
@@ -59,3 +64,10 @@ def test_methods_are_compared_at_the_same_kl_item_by_item():
     assert found["ci"][0] <= 0.25 <= found["ci"][1]
     assert matched_difference(other, [ZERO, ONE, TWO], 0.5) is None     # disc_recall never reaches it
     assert matched_difference(other, [_row(0, 0.0, [0, 0]), _row(1, 0.3, [1, 1])], 0.2) is None  # other items
+
+
+def test_a_budget_keeps_the_best_epoch_within_it():
+    table = within_budget_table([ZERO, ONE, TWO], budgets=(0.1, 0.3, 0.6))
+    rows = [line.split(" | ") for line in table.splitlines()[2:]]
+    assert [(r[2], r[3]) for r in rows] == [("0.1", "0 (none fits)"), ("0.3", "1"), ("0.6", "2")]
+    assert rows[2][5].startswith("+75.0 [")

@@ -17,9 +17,10 @@ PROMPTS = ["Name a colour.", "Say hello.", "What is two plus two?", "Name a frui
 CONFIG = dict(method="sft", learning_rate=5e-3, seed=3)
 
 
-def _selector(tiny_model, max_kl, patience=3):
+def _selector(tiny_model, max_kl, patience=3, over_patience=2):
     check = EpochCheck(load_tokenizer(tiny_model), DOCS[:3], prompts=PROMPTS, max_new_tokens=8)
-    return EpochSelector(RetentionBudget(max_kl_vs_parent=max_kl, min_gain=-1.0, patience=patience), check)
+    return EpochSelector(RetentionBudget(max_kl_vs_parent=max_kl, min_gain=-1.0, patience=patience,
+                                         over_patience=over_patience), check)
 
 
 def _weights(path):
@@ -64,7 +65,8 @@ def test_an_exceeded_budget_rolls_back_to_the_last_epoch_within_it(tiny_model, t
     kls = [entry["retention_kl_vs_parent"] for entry in unbounded.metrics["epoch_selection"]["trajectory"]]
     assert kls[1] < kls[2]
     budget = (kls[1] + kls[2]) / 2
-    result = _run(tiny_model, tmp_path / "budgeted", 3, _selector(tiny_model, budget))
+    # Stop at the first epoch over the budget (the tolerance of one such epoch is tested below).
+    result = _run(tiny_model, tmp_path / "budgeted", 3, _selector(tiny_model, budget, over_patience=1))
     assert result.metrics["epoch_selection"]["best_epoch"] == 1
     assert result.metrics["epochs_trained"] == 2
     one_epoch = _run(tiny_model, tmp_path / "one", 1)
@@ -72,6 +74,42 @@ def test_an_exceeded_budget_rolls_back_to_the_last_epoch_within_it(tiny_model, t
     assert kept.keys() == expected.keys()
     for name in expected:
         assert torch.equal(kept[name], expected[name]), name
+
+
+class _Scripted:
+    """The check's scores, epoch by epoch, from a list: the selection rule on its own."""
+
+    def __init__(self, kls, knowledge):
+        self.scores = [{"retention_kl_vs_parent": kl, "knowledge": k} for kl, k in zip(kls, knowledge)]
+
+    def __call__(self, model):
+        return self.scores.pop(0)
+
+
+def _decisions(kls, knowledge, **budget):
+    selector = EpochSelector(RetentionBudget(max_kl_vs_parent=0.3, **budget), _Scripted(kls, knowledge))
+    decisions = []
+    for epoch in range(len(kls)):
+        decision = selector.observe(epoch, None, [])
+        decisions.append((decision.keep, decision.stop))
+        if decision.stop:
+            break
+    return selector, decisions
+
+
+def test_one_epoch_just_over_the_budget_is_skipped_and_training_goes_on():
+    # The shape of a DiSC run's KL: a plateau around the budget while knowledge keeps rising.
+    selector, decisions = _decisions([0.0, 0.25, 0.20, 0.31, 0.26, 0.27], [0.0, 0.4, 0.5, 0.6, 0.67, 0.71])
+    assert decisions == [(True, False), (True, False), (True, False), (False, False), (True, False), (True, False)]
+    assert selector.best_epoch == 5 and selector.stopped_because is None
+
+
+def test_two_epochs_over_the_budget_or_one_far_over_stop_training():
+    selector, decisions = _decisions([0.0, 0.25, 0.31, 0.33, 0.2], [0.0, 0.4, 0.5, 0.6, 0.7])
+    assert decisions[-1] == (False, True) and len(decisions) == 4 and selector.best_epoch == 1
+    selector, decisions = _decisions([0.0, 0.25, 0.46], [0.0, 0.4, 0.5])     # 0.46 > 1.5 × 0.3
+    assert decisions[-1] == (False, True) and selector.best_epoch == 1
+    assert "exceeds the budget" in selector.stopped_because
 
 
 def test_a_budgeted_run_is_reproducible_from_its_seed(tiny_model, tmp_path, unbounded):
