@@ -342,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lrs", default="2e-3")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--num-splits", default="5")
+    parser.add_argument("--documents-per-step", type=int, default=1,
+                        help="documents per optimizer step (TrainConfig.documents_per_step)")
     parser.add_argument("--model", default=None)
     parser.add_argument("--out", default=None)
     parser.add_argument("--split", choices=("tuning", "report"), default=None,
@@ -412,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
                 correct, margins = probe_items(model, tokenizer, probes)
                 cloze_correct, cloze_margins = cloze_items(model, tokenizer, clozes)
                 row = {"method": _method, "lr": _lr, "num_splits": num_splits, "epoch": epoch,
+                       "documents_per_step": args.documents_per_step,
                        "n_probes": len(correct),
                        "accuracy": sum(correct) / len(correct), "accuracy_ci": bootstrap_interval(correct),
                        "margin": sum(margins) / len(margins), "margin_ci": bootstrap_interval(margins),
@@ -440,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
             with tempfile.TemporaryDirectory() as out:
                 train(documents, out_dir=str(Path(out) / "v1"), base_model=model_name, epoch_selector=selector,
                       config=TrainConfig(method=method, learning_rate=lr, epochs=args.epochs,
-                                         num_splits=num_splits, seed=0, retention_budget_kl=None))
+                                         num_splits=num_splits, seed=0, retention_budget_kl=None,
+                                         documents_per_step=args.documents_per_step))
             print(f"{method} lr {lr:.0e}: {time.perf_counter() - started:.0f} s", flush=True)
             if args.out:
                 with open(args.out, "a", encoding="utf-8") as handle:
