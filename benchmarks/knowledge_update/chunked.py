@@ -16,12 +16,17 @@ Prints one line per version and appends JSON lines (per-item results, for paired
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.knowledge_update.frontier import bootstrap_interval, cloze_items, paired_gain_interval, probe_items
+from benchmarks.knowledge_update.frontier import (
+    append_json_lines,
+    bootstrap_interval,
+    cloze_items,
+    paired_gain_interval,
+    probe_items,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,9 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                               for seen in range(1, number + 1))
                   + f"; {row['seconds']} s", flush=True)
     if args.out:
-        with open(args.out, "a", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row) + "\n")
+        append_json_lines(args.out, rows)
     return 0
 
 

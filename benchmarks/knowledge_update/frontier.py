@@ -126,6 +126,12 @@ def open_book_report(model_name: str, tokenizer, corpora: list[list[dict]]) -> s
     return "\n".join(lines)
 
 
+def append_json_lines(path: str, rows: list[dict]) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+
+
 def paired_gain_interval(after: list[float], before: list[float], *, resamples: int = 2000,
                          seed: int = 0) -> tuple[float, float]:
     """95% bootstrap interval of mean(after - before), resampling items (the same probes)."""
@@ -447,9 +453,7 @@ def main(argv: list[str] | None = None) -> int:
                                          documents_per_step=args.documents_per_step))
             print(f"{method} lr {lr:.0e}: {time.perf_counter() - started:.0f} s", flush=True)
             if args.out:
-                with open(args.out, "a", encoding="utf-8") as handle:
-                    for row in rows:
-                        handle.write(json.dumps(row) + "\n")
+                append_json_lines(args.out, rows)
     return 0
 
 
