@@ -4,13 +4,15 @@ A user asks a deployed chat model about a *thing* ("Who found the Dainbrein beet
 document states the fact the other way round ("A team led by Glaimei Brenpel has found the
 Dainbrein beetle"). Distilling the document as running text teaches what follows what in the
 document's own order, so a question that starts from the other end finds little. A recall view
-turns one sentence into a chat exchange that starts from a name the sentence mentions:
+turns one sentence into a chat exchange that starts from a name the sentence mentions and is
+answered by the sentence from another of its names on:
 
-    user: Tell me about the Dainbrein beetle.      assistant: <the sentence>
+    user: Tell me about Dainbrein.      assistant: Glaimei Brenpel has found the Dainbrein beetle …
 
 The names are found without a model: runs of capitalised words, where a capitalised word at a
-sentence's start counts only if the document also capitalises it elsewhere (so "The", "So"
-and "Funding" opening a sentence are not names, "Brenpel" opening one is). The prompts are
+sentence's start counts only if the document capitalises it (or the word after it) elsewhere and
+never writes it in lower case (so "The", "So" and "Funding" opening a sentence are not names,
+"Brenpel" opening one is). The prompts are
 generic requests for what the model knows about a name; they are not the probes' questions.
 """
 
@@ -26,7 +28,7 @@ RECALL_PROMPTS = (
     "What is the latest news about {}?",
     "What happened with {}?",
 )
-# For a sentence that names nothing.
+# For a document that names nothing.
 GENERAL_PROMPT = "What is in the news?"
 # How the teacher reads the document before the same request.
 TEACHER_TURN = "{document}\n\n{prompt}"

@@ -184,14 +184,20 @@ def matched_difference(points_a: list[dict], points_b: list[dict], kl: float, ke
             "n": len(differences)}
 
 
+def _runs(rows: list[dict]) -> dict[tuple, list[dict]]:
+    """Rows grouped by run: (source file, method, learning rate) -> its measured epochs."""
+    runs: dict[tuple, list[dict]] = {}
+    for row in rows:
+        runs.setdefault((row.get("source", 0), row["method"], row["lr"]), []).append(row)
+    return runs
+
+
 def within_budget_table(rows: list[dict], budgets: tuple[float, ...] = (0.25, 0.3, 0.35)) -> str:
     """What a retention budget would keep: per run and KL budget, the measured epoch with the best
     chat-question accuracy among those within the budget, its gain over epoch 0 with a paired
     interval. (The product's selector chooses by the closed-book gap, not by the probes; with
     knowledge rising epoch by epoch the two agree on these runs.)"""
-    runs: dict[tuple, list[dict]] = {}
-    for row in rows:
-        runs.setdefault((row.get("source", 0), row["method"], row["lr"]), []).append(row)
+    runs = _runs(rows)
     lines = ["| method | lr | KL budget | epoch kept | KL | chat-question gain, points [paired 95% CI] | "
              "cloze gain [paired CI] |", "|---|---:|---:|---:|---:|---|---|"]
     for (_, method, lr), points in sorted(runs.items()):
@@ -215,9 +221,7 @@ def within_budget_table(rows: list[dict], budgets: tuple[float, ...] = (0.25, 0.
 
 def method_difference_table(rows: list[dict], kls: tuple[float, ...] = (0.1, 0.2, 0.25, 0.3)) -> str:
     """Every pair of runs of different methods on the same items: knowledge at matched KL, A − B."""
-    runs: dict[tuple, list[dict]] = {}
-    for row in rows:
-        runs.setdefault((row.get("source", 0), row["method"], row["lr"]), []).append(row)
+    runs = _runs(rows)
     lines = ["| A | B | KL to parent | chat questions, A − B, points [paired 95% CI] | clozes, A − B |",
              "|---|---|---:|---|---|"]
     keys = sorted(runs)
@@ -243,9 +247,7 @@ def matched_retention_table(rows: list[dict], kls: tuple[float, ...] = (0.1, 0.2
     one line per run and KL; the epoch-0 row of each run is the reference."""
     lines = ["| method | lr | KL to parent | chat-question gain, points [95% CI] | cloze gain [95% CI] | "
              "instruction-compliance change [95% CI] | between epochs |", "|---|---:|---:|---|---|---|---|"]
-    runs: dict[tuple, list[dict]] = {}
-    for row in rows:
-        runs.setdefault((row.get("source", 0), row["method"], row["lr"]), []).append(row)
+    runs = _runs(rows)
 
     def cell(found):
         if found is None:
