@@ -50,15 +50,15 @@ def probe_items(model, tokenizer, probes: list[dict]) -> tuple[list[float], list
     return correct, margins
 
 
-def cloze_items(model, tokenizer, clozes: list[dict]) -> tuple[list[float], list[float]]:
-    """Per cloze: correct or not, and the margin, scoring each option as the plain-text
-    continuation of the prompt (document style, no chat template), summed log-probability."""
+def cloze_option_scores(model, tokenizer, clozes: list[dict]) -> list[list[float]]:
+    """Per cloze, each option's summed log-probability as the plain-text continuation of the
+    prompt (document style, no chat template)."""
     import torch
 
     from disc_engine.evaluation._common import batch_logits, encode, pad_token_id
 
     pad_id = pad_token_id(tokenizer)
-    correct, margins = [], []
+    all_scores = []
     with torch.inference_mode():
         for cloze in clozes:
             prompt = encode(tokenizer, cloze["prompt"])
@@ -69,10 +69,18 @@ def cloze_items(model, tokenizer, clozes: list[dict]) -> tuple[list[float], list
             for row, option in enumerate(options):
                 log_probs = torch.log_softmax(logits[row, len(prompt) - 1:len(prompt) + len(option) - 1].float(), -1)
                 scores.append(log_probs.gather(1, torch.tensor(option).unsqueeze(1)).sum().item())
-            right = scores[cloze["answer"]]
-            best_wrong = max(x for i, x in enumerate(scores) if i != cloze["answer"])
-            correct.append(1.0 if right > best_wrong else 0.0)
-            margins.append(right - best_wrong)
+            all_scores.append(scores)
+    return all_scores
+
+
+def cloze_items(model, tokenizer, clozes: list[dict]) -> tuple[list[float], list[float]]:
+    """Per cloze: correct or not, and the margin (``cloze_option_scores``)."""
+    correct, margins = [], []
+    for cloze, scores in zip(clozes, cloze_option_scores(model, tokenizer, clozes)):
+        right = scores[cloze["answer"]]
+        best_wrong = max(x for i, x in enumerate(scores) if i != cloze["answer"])
+        correct.append(1.0 if right > best_wrong else 0.0)
+        margins.append(right - best_wrong)
     return correct, margins
 
 
