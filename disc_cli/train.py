@@ -34,6 +34,8 @@ def register(subparsers) -> None:
                         help="DiSC split points per document")
     parser.add_argument("--retention-budget", type=float, default=None, metavar="KL",
                         help=_option_help("retention_budget_kl"))
+    parser.add_argument("--retention-format-drop", type=float, default=None, metavar="SHARE",
+                        help=_option_help("retention_budget_format_drop"))
     parser.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
     parser.add_argument("--seed", type=int, default=None, help="random seed")
     parser.add_argument("--checkpoint-dir", default=None, metavar="DIR",
@@ -96,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         "method": args.method, "learning_rate": args.lr, "epochs": args.epochs,
         "num_splits": args.num_splits, "full_finetune": args.full, "seed": args.seed,
         "retention_budget_kl": args.retention_budget,
+        "retention_budget_format_drop": args.retention_format_drop,
     }.items() if value is not None}
     from store.settings import get_settings  # torch-free; the limits the API applies
 

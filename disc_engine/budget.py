@@ -15,6 +15,9 @@ weights as the best so far and whether to stop:
   budget is noise, not the start of a slide;
 * an epoch within budget is kept when its knowledge beats the best kept one by more than
   ``min_gain``; after ``patience`` epochs without such a gain, training stops;
+* with ``max_format_drop`` (an update's ``retention_budget_format_drop``) the check also
+  measures format compliance, and an epoch whose compliance fell further than that below the
+  parent's counts as over the budget, as one over the KL bound does;
 * the parent (epoch 0) is kept first, so a budget no epoch fits leaves the parent unchanged.
 
 The selector's state (trajectory, best epoch, best weights) travels in training checkpoints,
@@ -36,6 +39,9 @@ class RetentionBudget:
     patience: int = 1           # epochs without a gain before stopping
     over_patience: int = 2      # epochs in a row over the budget before stopping
     stop_factor: float = 1.5    # a KL over this multiple of the budget stops at once
+    # Optional: how far format compliance (``format_compliance`` in the check's scores) may fall
+    # below the parent's (epoch 0) before an epoch counts as over the budget.
+    max_format_drop: float | None = None
 
     def __post_init__(self) -> None:
         if not self.max_kl_vs_parent >= 0:
@@ -44,6 +50,8 @@ class RetentionBudget:
             raise ValueError(f"patience and over_patience must be >= 1; got {self.patience}, {self.over_patience}")
         if not self.stop_factor >= 1:
             raise ValueError(f"stop_factor must be >= 1; got {self.stop_factor}")
+        if self.max_format_drop is not None and not 0 <= self.max_format_drop <= 1:
+            raise ValueError(f"max_format_drop must be in [0, 1]; got {self.max_format_drop}")
 
 
 @dataclass
@@ -75,7 +83,9 @@ class EpochSelector:
         scores = dict(self.measure(model))
         check_seconds = round(time.perf_counter() - started, 3)
         kl, knowledge = scores["retention_kl_vs_parent"], scores["knowledge"]
-        within = kl <= self.budget.max_kl_vs_parent or epoch == 0
+        format_miss = self._format_miss(epoch, scores)
+        kl_within = kl <= self.budget.max_kl_vs_parent
+        within = (kl_within and format_miss is None) or epoch == 0
         gained = (self._best_knowledge is None
                   or knowledge > self._best_knowledge + self.budget.min_gain)
         keep = within and gained
@@ -83,9 +93,11 @@ class EpochSelector:
         if not within:
             far = kl > self.budget.stop_factor * self.budget.max_kl_vs_parent
             stop = far or self._over_in_a_row >= self.budget.over_patience
-            decision = EpochDecision(False, stop, f"epoch {epoch}: retention KL {kl:.4f} exceeds the budget "
-                                                  f"{self.budget.max_kl_vs_parent:.4f}"
-                                                  + ("" if stop else " (not kept; training goes on)"))
+            misses = ([] if kl_within else [f"retention KL {kl:.4f} exceeds the budget "
+                                             f"{self.budget.max_kl_vs_parent:.4f}"]) + \
+                ([format_miss] if format_miss else [])
+            decision = EpochDecision(False, stop, f"epoch {epoch}: " + "; ".join(misses)
+                                     + ("" if stop else " (not kept; training goes on)"))
         elif keep:
             self._since_gain = 0
             decision = EpochDecision(True, False, f"epoch {epoch}: best so far")
@@ -102,6 +114,18 @@ class EpochSelector:
             self.stopped_because = decision.reason
         return decision
 
+    def _format_miss(self, epoch: int, scores: dict) -> str | None:
+        """Why this epoch's format compliance breaks the budget, or None."""
+        bound = self.budget.max_format_drop
+        if bound is None or epoch == 0 or not self.trajectory:
+            return None
+        parent, now = self.trajectory[0].get("format_compliance"), scores.get("format_compliance")
+        if parent is None or now is None:
+            return "format compliance was not measured"
+        if now < parent - bound - 1e-9:
+            return f"format compliance {now:.3f} fell more than {bound:g} below the parent's {parent:.3f}"
+        return None
+
     def restore_best(self, trainable) -> None:
         import torch
 
@@ -112,7 +136,8 @@ class EpochSelector:
     def summary(self) -> dict:
         return {"budget": {"max_kl_vs_parent": self.budget.max_kl_vs_parent, "min_gain": self.budget.min_gain,
                            "patience": self.budget.patience, "over_patience": self.budget.over_patience,
-                           "stop_factor": self.budget.stop_factor},
+                           "stop_factor": self.budget.stop_factor,
+                           "max_format_drop": self.budget.max_format_drop},
                 "best_epoch": self.best_epoch, "stopped_because": self.stopped_because,
                 "trajectory": list(self.trajectory)}
 

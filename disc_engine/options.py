@@ -115,6 +115,13 @@ class TrainConfig(BaseModel):
                     "itself if none fits). Default 0.3 (calibrated against instruction compliance on the "
                     "tuning corpora). A bound of 100 keeps every epoch's gain; to the engine, None means no "
                     "check at all.")
+    retention_budget_format_drop: Number | None = Field(
+        None, ge=0, le=1,
+        description="Optional second bound of the retention budget: how far the share of the format check's "
+                    "instruction prompts (8, each judged by code) whose reply follows its instruction may fall "
+                    "below the parent's after an epoch, in [0, 1]; an epoch past it counts as over the budget. "
+                    "Off by default: the check generates 8 replies per epoch (on a CPU about one epoch of a "
+                    "6-document update) and one prompt moves it 0.125. Needs retention_budget_kl.")
     checkpoint_every: Integer = Field(10, ge=1,
                                         description="Documents between resumable checkpoints (when a "
                                                     "checkpoint directory is given).")
@@ -138,6 +145,13 @@ class TrainConfig(BaseModel):
         if not isinstance(values, dict):
             raise ValueError(f"hyperparameters must be an object; got {type(values).__name__}")
         return values
+
+    @model_validator(mode="after")
+    def _format_bound_needs_the_budget(self) -> TrainConfig:
+        if self.retention_budget_format_drop is not None and self.retention_budget_kl is None:
+            raise ValueError("retention_budget_format_drop needs retention_budget_kl: the format bound is part "
+                             "of the retention budget")
+        return self
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:

@@ -205,8 +205,10 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
         from disc_engine.budget import EpochSelector, RetentionBudget
         from disc_engine.evaluation.epoch_check import EpochCheck
 
-        epoch_selector = EpochSelector(RetentionBudget(max_kl_vs_parent=config.retention_budget_kl),
-                                       EpochCheck(tokenizer, documents, seed=config.seed))
+        format_drop = config.retention_budget_format_drop
+        epoch_selector = EpochSelector(
+            RetentionBudget(max_kl_vs_parent=config.retention_budget_kl, max_format_drop=format_drop),
+            EpochCheck(tokenizer, documents, seed=config.seed, check_format=format_drop is not None))
     model, teacher = _build_models(config, base_model, parent, device, on_cuda)
     max_context = config.max_context or getattr(model.config, "max_position_embeddings", None)
 
@@ -540,7 +542,8 @@ def _with_new_defaults(fingerprint: dict) -> dict:
         # Budget rules added since (tolerance of an epoch just over the budget) at their defaults.
         from disc_engine.budget import RetentionBudget
 
-        rules = {"over_patience": RetentionBudget.over_patience, "stop_factor": RetentionBudget.stop_factor}
+        rules = {"over_patience": RetentionBudget.over_patience, "stop_factor": RetentionBudget.stop_factor,
+                 "max_format_drop": RetentionBudget.max_format_drop}
         saved["epoch_budget"] = {**rules, **saved["epoch_budget"]}
     return saved
 

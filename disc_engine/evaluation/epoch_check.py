@@ -11,6 +11,8 @@ becomes the reference:
   documents: each sentence after the first read alone, its mean NLL compared with the parent's
   alone (0) and the parent's with the preceding sentences in context (1). The update's probes
   are deliberately not used to choose an epoch, so the scores reported for them stay honest.
+* **format** (only with ``check_format``, for a budget with a format bound): the share of the
+  format check's instruction prompts (``compliance``) whose greedy reply follows its instruction.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ MAX_DOCUMENT_TOKENS = 512
 class EpochCheck:
     def __init__(self, tokenizer, documents: Sequence[str], *, prompts: Sequence[str] | None = None,
                  num_prompts: int = DEFAULT_PROMPTS, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-                 num_documents: int = DEFAULT_DOCUMENTS, seed: int = 0):
+                 num_documents: int = DEFAULT_DOCUMENTS, seed: int = 0, check_format: bool = False):
         self.tokenizer = tokenizer
+        self.check_format = check_format
         self.pad_id = pad_token_id(tokenizer)
         prompts = list(load_chat_prompts() if prompts is None else prompts)[:num_prompts]
         self.prompt_ids = [chat_prompt_ids(tokenizer, p) for p in prompts]
@@ -66,7 +69,8 @@ class EpochCheck:
     def __call__(self, model) -> dict:
         if self._rows is None:
             self._capture_reference(model)
-            return {"retention_kl_vs_parent": 0.0, "knowledge": 0.0, "suffix_nll": self._closed0}
+            return {"retention_kl_vs_parent": 0.0, "knowledge": 0.0, "suffix_nll": self._closed0,
+                    **self._format(model)}
         kl_sum, count = 0.0, 0
         for batch, reference in self._batches():
             model_log_probs = self._reply_log_probs(model, batch)
@@ -77,7 +81,15 @@ class EpochCheck:
         gap = self._closed0 - self._open0
         knowledge = (self._closed0 - closed) / gap if gap > 0 else 0.0
         return {"retention_kl_vs_parent": kl_sum / count if count else 0.0, "knowledge": knowledge,
-                "suffix_nll": closed}
+                "suffix_nll": closed, **self._format(model)}
+
+    def _format(self, model) -> dict:
+        """With ``check_format``: the share of the format check's instruction prompts followed."""
+        if not self.check_format:
+            return {}
+        from .compliance import format_compliance
+
+        return {"format_compliance": format_compliance(model, self.tokenizer)}
 
     # --- reference (the parent) --------------------------------------------------------------
 

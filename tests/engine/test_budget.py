@@ -79,15 +79,17 @@ def test_an_exceeded_budget_rolls_back_to_the_last_epoch_within_it(tiny_model, t
 class _Scripted:
     """The check's scores, epoch by epoch, from a list: the selection rule on its own."""
 
-    def __init__(self, kls, knowledge):
+    def __init__(self, kls, knowledge, formats=None):
         self.scores = [{"retention_kl_vs_parent": kl, "knowledge": k} for kl, k in zip(kls, knowledge)]
+        for scores, share in zip(self.scores, formats or []):
+            scores["format_compliance"] = share
 
     def __call__(self, model):
         return self.scores.pop(0)
 
 
-def _decisions(kls, knowledge, **budget):
-    selector = EpochSelector(RetentionBudget(max_kl_vs_parent=0.3, **budget), _Scripted(kls, knowledge))
+def _decisions(kls, knowledge, formats=None, **budget):
+    selector = EpochSelector(RetentionBudget(max_kl_vs_parent=0.3, **budget), _Scripted(kls, knowledge, formats))
     decisions = []
     for epoch in range(len(kls)):
         decision = selector.observe(epoch, None, [])
@@ -110,6 +112,39 @@ def test_two_epochs_over_the_budget_or_one_far_over_stop_training():
     selector, decisions = _decisions([0.0, 0.25, 0.46], [0.0, 0.4, 0.5])     # 0.46 > 1.5 × 0.3
     assert decisions[-1] == (False, True) and selector.best_epoch == 1
     assert "exceeds the budget" in selector.stopped_because
+
+
+def test_an_epoch_past_the_format_bound_counts_as_over_the_budget():
+    kls, knowledge = [0.0, 0.1, 0.1, 0.1, 0.1], [0.0, 0.4, 0.5, 0.6, 0.7]
+    # parent 0.75; the bound allows a fall of 0.25 (two of eight prompts): 0.5 is within, 0.375 not
+    selector, decisions = _decisions(kls, knowledge, [0.75, 0.5, 0.375, 0.625, 0.25], max_format_drop=0.25)
+    assert decisions == [(True, False), (True, False), (False, False), (True, False), (False, False)]
+    assert selector.best_epoch == 3
+    assert [entry["within_budget"] for entry in selector.trajectory] == [True, True, False, True, False]
+    selector, decisions = _decisions(kls[:4], knowledge[:4], [0.75, 0.5, 0.25, 0.25], max_format_drop=0.25)
+    assert decisions[-1] == (False, True) and selector.best_epoch == 1
+    assert "format compliance 0.250 fell more than 0.25 below the parent's 0.750" in selector.stopped_because
+    # Without the bound the same compliance is not looked at.
+    selector, decisions = _decisions(kls, knowledge, [0.75, 0.5, 0.25, 0.25, 0.0])
+    assert selector.best_epoch == 4
+    # A check that did not measure compliance cannot show an epoch within the bound.
+    selector, decisions = _decisions(kls[:2], knowledge[:2], [0.75], max_format_drop=0.25)
+    assert decisions[1] == (False, False)
+
+
+def test_the_format_bound_needs_the_kl_budget_and_is_checked_when_training(tiny_model, tmp_path):
+    with pytest.raises(ValueError, match="retention_budget_format_drop needs retention_budget_kl"):
+        TrainConfig.from_dict({"retention_budget_kl": None, "retention_budget_format_drop": 0.25})
+    with pytest.raises(ValueError, match="retention_budget_format_drop"):
+        TrainConfig.from_dict({"retention_budget_format_drop": 1.5})
+    config = TrainConfig(epochs=2, retention_budget_kl=100.0, retention_budget_format_drop=0.0, **CONFIG)
+    result = train(DOCS[:3], out_dir=str(tmp_path / "v1"), config=config, base_model=tiny_model)
+    selection = result.metrics["epoch_selection"]
+    assert selection["budget"]["max_format_drop"] == 0.0
+    shares = [entry["format_compliance"] for entry in selection["trajectory"]]
+    assert len(shares) == 3 and all(0.0 <= share <= 1.0 for share in shares)
+    # The random tiny model follows no instruction: nothing can fall, so the bound keeps the best epoch.
+    assert shares[0] == 0.0 and selection["best_epoch"] == 2
 
 
 def test_a_budgeted_run_is_reproducible_from_its_seed(tiny_model, tmp_path, unbounded):
