@@ -201,6 +201,8 @@ def run_chain(args) -> list[dict]:
         rows.append({"method": "base", "day": day, "chain": chain.params,
                      "items": probe_results(probes, choose(base, tokenizer, probes))})
     del base
+    for row in rows:
+        _save(args.out, row)
     started_all = time.perf_counter()
     with EmbeddedService(Path(args.home), args.model) as service:
         for method in args.methods:
@@ -221,8 +223,6 @@ def run_chain(args) -> list[dict]:
                 pending = (method, day, job, time.perf_counter() - started, len(documents))
             rows.append(score_version(service, chain, tokenizer, load_artifact, *pending))
             _save(args.out, rows[-1])
-    if args.out:
-        append_json_lines(args.out, [r for r in rows if r["method"] == "base"])
     print(f"all done in {time.perf_counter() - started_all:.0f} s", flush=True)
     return rows
 
@@ -283,6 +283,74 @@ def load_rows(paths: list[str]) -> list[dict]:
     return unique
 
 
+def merged_by_day(rows: list[dict]) -> list[dict]:
+    """Rows of one method and day from chains of different seeds as one row: their probes pooled
+    (each tagged with its chain's seed and the day), their drift scores averaged."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["method"], row["day"]), []).append(row)
+    merged = []
+    for (method, day), group in groups.items():
+        scores = {}
+        for key in SERVICE_SCORES:
+            values = [r.get("scores", {}).get(key) for r in group]
+            values = [v for v in values if v is not None]
+            scores[key] = sum(values) / len(values) if values else None
+        states = sorted({r["state"] for r in group if r.get("state")})
+        merged.append({"method": method, "day": day, "seeds": sorted(r["chain"]["seed"] for r in group),
+                       "chain": group[0]["chain"], "scores": scores, "state": "/".join(states) or "—",
+                       "items": [{**i, "seed": r["chain"]["seed"], "day": day} for r in group for i in r["items"]]})
+    return merged
+
+
+# Figures pooled over the update days, so that a few facts a day still add up to a measure with
+# an interval: (name, which probes, which field of a probe's result).
+POOLED = (("new", lambda i: i["category"] == "new", "correct"),
+          ("updated", lambda i: i["category"] == "updated", "correct"),
+          ("untouched", lambda i: i["category"] == "untouched", "correct"),
+          ("stale rate", lambda i: bool(i["has_stale"]), "stale"))
+
+
+def _by_probe(rows: list[dict], method: str, kind: str, days: set[int]) -> dict[tuple, dict]:
+    return {(i["seed"], i["day"], i["fact"]): i for r in rows if r["method"] == method and r["day"] in days
+            for i in r["items"] if i["kind"] == kind}
+
+
+def pooled_table(rows: list[dict], kind: str = "question") -> str:
+    """Each figure pooled over the update days every chained method ran (day 0 excluded: it
+    teaches, it does not update), with 95% intervals; then paired differences on the same probes
+    (each chained method against the base model, and DiSC against each other method)."""
+    merged = merged_by_day(rows)
+    chained = [m for m in sorted({r["method"] for r in merged}, key=_method_order) if m not in ("base", "retrain")]
+    if not chained:
+        return "(no chained lineage)"
+    days = set.intersection(*({r["day"] for r in merged if r["method"] == m} for m in chained)) - {0}
+    lines = [f"Pooled over days {', '.join(map(str, sorted(days)))}:", "",
+             "| method | " + " | ".join(name for name, _, _ in POOLED) + " |", "|---|" + "---|" * len(POOLED)]
+    for method in ["base"] + chained:
+        probes = _by_probe(merged, method, kind, days).values()
+        cells = []
+        for _, pick, field in POOLED:
+            figure = _figure([i[field] for i in probes if pick(i)])
+            cells.append(f"{_cell(figure)} (n={figure['n']})")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    pairs = [(m, "base") for m in chained] + [("disc", m) for m in chained if m != "disc" and "disc" in chained]
+    lines += ["", "| difference (points) | " + " | ".join(name for name, _, _ in POOLED) + " |",
+              "|---|" + "---|" * len(POOLED)]
+    for a, b in pairs:
+        first, second = _by_probe(merged, a, kind, days), _by_probe(merged, b, kind, days)
+        cells = []
+        for _, pick, field in POOLED:
+            diffs = [float(first[k][field] - second[k][field]) for k in first if k in second and pick(first[k])]
+            if not diffs:
+                cells.append("—")
+                continue
+            low, high = bootstrap_interval(diffs)
+            cells.append(f"{100 * sum(diffs) / len(diffs):+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]")
+        lines.append(f"| {a} − {b} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _cell(figure: dict) -> str:
     if figure["value"] is None:
         return "—"
@@ -294,7 +362,7 @@ def summary_table(rows: list[dict], kind: str = "question") -> str:
     """Per method and day: the five knowledge figures with intervals, and the drift figures."""
     lines = ["| method | day | latest | new | updated | untouched | stale rate | KL parent | KL base | "
              "format | state |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for row in sorted(rows, key=lambda r: (_method_order(r["method"]), r["day"])):
+    for row in sorted(merged_by_day(rows), key=lambda r: (_method_order(r["method"]), r["day"])):
         f = figures(row["items"], kind)
         scores = row.get("scores", {})
         lines.append(f"| {row['method']} | {row['day']} | {_cell(f['latest'])} | {_cell(f['new'])} | "
@@ -329,6 +397,7 @@ def capacity_table(rows: list[dict], kind: str = "question") -> str:
     """After each chained lineage's last day: accuracy on the facts introduced on each day, with
     the gain over the base on the same probes (are the first days' facts kept, and are the last
     days' learned as well as the first were?)."""
+    rows = merged_by_day(rows)
     chained = [m for m in sorted({r["method"] for r in rows}, key=_method_order) if m not in ("base", "retrain")]
     if not chained:
         return "(no chained lineage)"
@@ -336,8 +405,7 @@ def capacity_table(rows: list[dict], kind: str = "question") -> str:
     days = range(max(r["day"] for r in lasts.values()) + 1)
     lines = ["| method | " + " | ".join(f"day {d}" for d in days) + " |", "|---|" + "---|" * len(days)]
     for method, last in lasts.items():
-        base = next((r for r in rows if r["method"] == "base" and r["day"] == last["day"]
-                     and r["chain"] == last["chain"]), {"items": []})
+        base = next((r for r in rows if r["method"] == "base" and r["day"] == last["day"]), {"items": []})
         cells = []
         for day in days:
             mine = [i["correct"] for i in last["items"] if i["kind"] == kind and i["introduced_on"] == day]
@@ -365,6 +433,7 @@ def plot(rows: list[dict], path: str, kind: str = "question") -> None:
     panels = [("latest", "latest-value accuracy (all facts)"), ("new", "new facts of the day"),
               ("updated", "facts updated that day"), ("stale_rate", "stale rate (superseded value chosen)"),
               ("untouched", "untouched earlier facts"), ("kl_base", "KL to the base (chat replies)")]
+    rows = merged_by_day(rows)
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
     for axis, (key, title) in zip(axes.flat, panels):
         for method in sorted({r["method"] for r in rows}, key=_method_order):
@@ -394,15 +463,17 @@ def plot(rows: list[dict], path: str, kind: str = "question") -> None:
         axis.set_xlabel("day")
         axis.grid(alpha=0.3)
     axes.flat[0].legend()
-    fig.suptitle(f"A lineage over {max(r['day'] for r in rows)} days ({kind} probes; bands: 95% bootstrap "
-                 f"intervals over probes)")
+    seeds = sorted({seed for r in rows for seed in r["seeds"]})
+    fig.suptitle(f"A lineage over {max(r['day'] for r in rows)} days (chain seeds {seeds}; {kind} probes; "
+                 f"bands: 95% bootstrap intervals over probes)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
 def summarize(paths: list[str], plot_path: str | None = None) -> str:
     rows = load_rows(paths)
-    parts = ["Chat questions:", summary_table(rows, "question"), "", "Clozes:", summary_table(rows, "cloze"), "",
+    parts = ["Chat questions:", summary_table(rows, "question"), "", pooled_table(rows, "question"), "",
+             "Clozes:", summary_table(rows, "cloze"), "", pooled_table(rows, "cloze"), "",
              "Versions each promotion policy would hold back:", policy_table(rows), "",
              "After the last day, accuracy on the facts introduced on each day (gain over the base):",
              capacity_table(rows)]

@@ -98,3 +98,22 @@ def test_quick_chain_through_the_service(tmp_path, tiny_model):
     assert text.count("| disc | 2 |") == 2  # questions and clozes
     assert "| retrain | 2 |" in text
     assert plot.stat().st_size > 10_000
+
+
+def test_seeds_pool_into_one_row_per_method_and_day_and_differences_are_paired():
+    def row(method, seed, day, correct):
+        return {"method": method, "day": day, "chain": {"seed": seed}, "state": "promoted",
+                "scores": {"retention_kl_vs_base": 0.1 * (seed + 1)},
+                "items": [_item(category="new", correct=c, fact=f"f{n}") for n, c in enumerate(correct)]}
+
+    rows = [row("base", 0, 1, [0, 0]), row("base", 1, 1, [0, 1]),
+            row("disc", 0, 1, [1, 1]), row("disc", 1, 1, [1, 0])]
+    merged = {(r["method"], r["day"]): r for r in bench.merged_by_day(rows)}
+    disc = merged[("disc", 1)]
+    assert disc["seeds"] == [0, 1] and len(disc["items"]) == 4
+    assert disc["scores"]["retention_kl_vs_base"] == pytest.approx(0.15)
+    table = bench.pooled_table(rows)
+    assert "| disc | 75 [" in table and "(n=4)" in table
+    # paired on (seed, day, fact): +1, +1, +1, -1 -> +50 points
+    assert "| disc − base | +50.0 [" in table
+
