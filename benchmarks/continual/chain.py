@@ -172,13 +172,27 @@ class EmbeddedService:
 
 # --- the chain ----------------------------------------------------------------------------------
 
+def parse_method(spec: str) -> tuple[str, float | None]:
+    """``disc`` or ``disc@3e-4``: a chain method and an optional learning rate of its own."""
+    name, _, rate = spec.partition("@")
+    if name not in CHAIN_METHODS:
+        raise ValueError(f"unknown method {name!r}; known: {', '.join(CHAIN_METHODS)}")
+    try:
+        return name, (float(rate) if rate else None)
+    except ValueError:
+        raise ValueError(f"{spec!r}: the learning rate after '@' must be a number") from None
+
+
 def update_body(method: str, lineage: str, documents: list[dict], epochs: int | None, finetune_lr: float) -> dict:
+    name, rate = parse_method(method)
     hyperparameters: dict = {}
     if epochs is not None:
         hyperparameters["epochs"] = epochs
-    if method in ("sft", "sft_kl"):
+    if rate is not None:
+        hyperparameters["learning_rate"] = rate
+    elif name in ("sft", "sft_kl"):
         hyperparameters["learning_rate"] = finetune_lr
-    return {"documents": documents, "lineage": lineage, "method": "disc" if method == "retrain" else method,
+    return {"documents": documents, "lineage": lineage, "method": "disc" if name == "retrain" else name,
             "hyperparameters": hyperparameters}
 
 
@@ -207,10 +221,11 @@ def run_chain(args) -> list[dict]:
     with EmbeddedService(Path(args.home), args.model) as service:
         for method in args.methods:
             # The next update trains while the benchmark scores the version before it.
-            plan = [(day, f"chain-{method}" if method != "retrain" else f"chain-retrain-day{day}",
-                     [doc for d in days[:day + 1] for doc in chain.days[d].documents] if method == "retrain"
+            label = method.replace("@", "-lr")
+            plan = [(day, f"chain-{label}" if not method.startswith("retrain") else f"chain-{label}-day{day}",
+                     [doc for d in days[:day + 1] for doc in chain.days[d].documents] if method.startswith("retrain")
                      else chain.days[day].documents) for day in days]
-            if method == "retrain" and args.retrain_days is not None:
+            if method.startswith("retrain") and args.retrain_days is not None:
                 plan = [step for step in plan if step[0] in args.retrain_days]
             pending = None
             for day, lineage, documents in plan:
@@ -321,7 +336,7 @@ def pooled_table(rows: list[dict], kind: str = "question") -> str:
     teaches, it does not update), with 95% intervals; then paired differences on the same probes
     (each chained method against the base model, and DiSC against each other method)."""
     merged = merged_by_day(rows)
-    chained = [m for m in sorted({r["method"] for r in merged}, key=_method_order) if m not in ("base", "retrain")]
+    chained = [m for m in sorted({r["method"] for r in merged}, key=_method_order) if _chained(m)]
     if not chained:
         return "(no chained lineage)"
     days = set.intersection(*({r["day"] for r in merged if r["method"] == m} for m in chained)) - {0}
@@ -376,7 +391,7 @@ def policy_table(rows: list[dict]) -> str:
     """Which versions of each chained lineage each promotion policy would hold back."""
     lines = ["| method | " + " | ".join(name for name, _, _ in POLICIES) + " |",
              "|---|" + "---|" * len(POLICIES)]
-    for method in sorted({r["method"] for r in rows if r["method"] not in ("base", "retrain")}, key=_method_order):
+    for method in sorted({r["method"] for r in rows if _chained(r["method"])}, key=_method_order):
         chain = sorted((r for r in rows if r["method"] == method), key=lambda r: r["day"])
         cells = []
         for _, parent_bound, base_bound in POLICIES:
@@ -398,7 +413,7 @@ def capacity_table(rows: list[dict], kind: str = "question") -> str:
     the gain over the base on the same probes (are the first days' facts kept, and are the last
     days' learned as well as the first were?)."""
     rows = merged_by_day(rows)
-    chained = [m for m in sorted({r["method"] for r in rows}, key=_method_order) if m not in ("base", "retrain")]
+    chained = [m for m in sorted({r["method"] for r in rows}, key=_method_order) if _chained(m)]
     if not chained:
         return "(no chained lineage)"
     lasts = {m: max((r for r in rows if r["method"] == m), key=lambda r: r["day"]) for m in chained}
@@ -419,9 +434,15 @@ def capacity_table(rows: list[dict], kind: str = "question") -> str:
     return "\n".join(lines)
 
 
+def _chained(method: str) -> bool:
+    """A lineage trained day by day (not the base model, not the retrain reference)."""
+    return method != "base" and not method.startswith("retrain")
+
+
 def _method_order(method: str) -> int:
     order = ("base",) + CHAIN_METHODS
-    return order.index(method) if method in order else len(order)
+    name = method.partition("@")[0]
+    return 2 * order.index(name) + ("@" in method) if name in order else 2 * len(order)
 
 
 def plot(rows: list[dict], path: str, kind: str = "question") -> None:
@@ -454,8 +475,8 @@ def plot(rows: list[dict], path: str, kind: str = "question") -> None:
                 highs.append(interval[1] if interval else value)
             if not xs:
                 continue
-            style = {"base": dict(color="grey", linestyle=":"), "retrain": dict(marker="s", linestyle="--")}.get(
-                method, dict(marker="o"))
+            style = (dict(color="grey", linestyle=":") if method == "base" else
+                     dict(marker="s", linestyle="--") if method.startswith("retrain") else dict(marker="o"))
             axis.plot(xs, ys, label=method, **style)
             if key != "kl_base":
                 axis.fill_between(xs, lows, highs, alpha=0.12, color=axis.lines[-1].get_color())
@@ -486,7 +507,8 @@ def summarize(paths: list[str], plot_path: str | None = None) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", default=",".join(CHAIN_METHODS),
-                        help=f"comma-separated, of {', '.join(CHAIN_METHODS)} (default: all)")
+                        help=f"comma-separated, of {', '.join(CHAIN_METHODS)} (default: all); "
+                             "METHOD@LR gives one its own learning rate, e.g. disc@3e-4")
     parser.add_argument("--quick", action="store_true",
                         help=f"a small chain in minutes: {', '.join(f'{k} {v}' for k, v in QUICK.items())}")
     parser.add_argument("--seed", type=int, default=0, help="corpus seed")
@@ -508,9 +530,11 @@ def main(argv: list[str] | None = None) -> int:
         print(summarize(args.summarize, args.plot))
         return 0
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in args.methods if m not in CHAIN_METHODS]
-    if unknown:
-        parser.error(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(CHAIN_METHODS)}")
+    for method in args.methods:
+        try:
+            parse_method(method)
+        except ValueError as exc:
+            parser.error(str(exc))
     if args.quick:
         for key, value in QUICK.items():
             setattr(args, key, value)

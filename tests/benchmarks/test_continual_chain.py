@@ -60,12 +60,16 @@ def test_update_body_sets_each_methods_options():
         "documents": docs, "lineage": "l", "method": "disc", "hyperparameters": {}}
     assert bench.update_body("sft", "l", docs, 2, 1e-4)["hyperparameters"] == {"epochs": 2, "learning_rate": 1e-4}
     assert bench.update_body("retrain", "l", docs, None, 1e-4)["method"] == "disc"
+    assert bench.update_body("disc@3e-4", "l", docs, None, 1e-4)["hyperparameters"] == {"learning_rate": 3e-4}
+    assert bench.update_body("sft@1e-3", "l", docs, None, 1e-4)["hyperparameters"] == {"learning_rate": 1e-3}
 
 
-def test_unknown_method_is_refused(capsys):
+@pytest.mark.parametrize("methods, message", [("disc,magic", "unknown method 'magic'"),
+                                               ("disc@fast", "must be a number")])
+def test_unknown_method_is_refused(capsys, methods, message):
     with pytest.raises(SystemExit):
-        bench.main(["--methods", "disc,magic"])
-    assert "magic" in capsys.readouterr().err
+        bench.main(["--methods", methods])
+    assert message in capsys.readouterr().err
 
 
 def test_quick_chain_through_the_service(tmp_path, tiny_model):
