@@ -16,7 +16,7 @@ scores every fact known by that day, with a chat question and a document-style c
 ``retrain`` is the reference: for each day, a fresh lineage trained by DiSC from the base on
 every document up to that day, in one update.
 
-    python -m benchmarks.continual.chain --quick                       # minutes: 3 days, 1 epoch
+    python -m benchmarks.continual.chain --quick                       # minutes: 2 days, 1 epoch
     python -m benchmarks.continual.chain --methods disc,sft_kl --out docs/results/continual_a.jsonl &
     python -m benchmarks.continual.chain --methods sft,retrain --out docs/results/continual_b.jsonl &
     python -m benchmarks.continual.chain --summarize docs/results/continual_*.jsonl \\
@@ -45,7 +45,7 @@ CHAIN_METHODS = ("disc", "sft", "sft_kl", "retrain")
 # The fine-tuning baselines' rate: on the knowledge-update frontier, LoRA fine-tuning at 1e-4
 # reached DiSC's knowledge with about twice its drift; at DiSC's 1e-3 it drifts past any budget.
 FINETUNE_LR = 1e-4
-QUICK = {"days": 2, "initial_entities": 3, "new_entities_per_day": 1, "epochs": 1, "retrain_days": "2"}
+QUICK = {"days": 1, "initial_entities": 3, "new_entities_per_day": 1, "epochs": 1, "retrain_days": "1"}
 # Promotion policies compared on the measured versions: the gate against the parent alone, and
 # with a bound on the drift from the base (the cumulative one).
 POLICIES = (("parent KL ≤ 0.45", 0.45, None), ("and base KL ≤ 1.0", 0.45, 1.0), ("and base KL ≤ 0.5", 0.45, 0.5))
