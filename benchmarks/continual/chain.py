@@ -388,16 +388,19 @@ def summary_table(rows: list[dict], kind: str = "question") -> str:
 
 
 def policy_table(rows: list[dict]) -> str:
-    """Which versions of each chained lineage each promotion policy would hold back."""
-    lines = ["| method | " + " | ".join(name for name, _, _ in POLICIES) + " |",
-             "|---|" + "---|" * len(POLICIES)]
-    for method in sorted({r["method"] for r in rows if _chained(r["method"])}, key=_method_order):
-        chain = sorted((r for r in rows if r["method"] == method), key=lambda r: r["day"])
+    """Which versions of each chained lineage (per chain seed) each promotion policy would hold back."""
+    lines = ["| method | chain seed | " + " | ".join(name for name, _, _ in POLICIES) + " |",
+             "|---|---|" + "---|" * len(POLICIES)]
+    lineages = sorted({(r["method"], r["chain"]["seed"]) for r in rows if _chained(r["method"])},
+                      key=lambda key: (_method_order(key[0]), key[1]))
+    for method, seed in lineages:
+        chain = sorted((r for r in rows if r["method"] == method and r["chain"]["seed"] == seed),
+                       key=lambda r: r["day"])
         cells = []
         for _, parent_bound, base_bound in POLICIES:
-            held = [f"day {r['day']}" for r in chain if not _passes(r["scores"], parent_bound, base_bound)]
-            cells.append(", ".join(held) or "none")
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+            held = [str(r["day"]) for r in chain if not _passes(r["scores"], parent_bound, base_bound)]
+            cells.append(("days " + ", ".join(held)) if held else "none")
+        lines.append(f"| {method} | {seed} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -412,24 +415,27 @@ def capacity_table(rows: list[dict], kind: str = "question") -> str:
     """After each chained lineage's last day: accuracy on the facts introduced on each day, with
     the gain over the base on the same probes (are the first days' facts kept, and are the last
     days' learned as well as the first were?)."""
-    rows = merged_by_day(rows)
-    chained = [m for m in sorted({r["method"] for r in rows}, key=_method_order) if _chained(m)]
+    merged = merged_by_day(rows)
+    chained = [m for m in sorted({r["method"] for r in merged}, key=_method_order) if _chained(m)]
     if not chained:
         return "(no chained lineage)"
-    lasts = {m: max((r for r in rows if r["method"] == m), key=lambda r: r["day"]) for m in chained}
+    lasts = {m: max((r for r in merged if r["method"] == m), key=lambda r: r["day"]) for m in chained}
     days = range(max(r["day"] for r in lasts.values()) + 1)
     lines = ["| method | " + " | ".join(f"day {d}" for d in days) + " |", "|---|" + "---|" * len(days)]
     for method, last in lasts.items():
-        base = next((r for r in rows if r["method"] == "base" and r["day"] == last["day"]), {"items": []})
+        mine = _by_probe(merged, method, kind, {last["day"]})
+        base = _by_probe(merged, "base", kind, {last["day"]})
         cells = []
         for day in days:
-            mine = [i["correct"] for i in last["items"] if i["kind"] == kind and i["introduced_on"] == day]
-            before = [i["correct"] for i in base["items"] if i["kind"] == kind and i["introduced_on"] == day]
-            if not mine:
+            keys = [k for k, item in mine.items() if item["introduced_on"] == day]
+            if not keys:
                 cells.append("—")
                 continue
-            gain = f" ({100 * (sum(mine) - sum(before)) / len(mine):+.0f})" if len(before) == len(mine) else ""
-            cells.append(f"{100 * sum(mine) / len(mine):.0f}%{gain}, n={len(mine)}")
+            right = sum(mine[k]["correct"] for k in keys)
+            paired = [k for k in keys if k in base]
+            gain = (f" ({100 * sum(mine[k]['correct'] - base[k]['correct'] for k in paired) / len(paired):+.0f})"
+                    if len(paired) == len(keys) else "")
+            cells.append(f"{100 * right / len(keys):.0f}%{gain}, n={len(keys)}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -45,13 +45,13 @@ def test_figures_split_by_kind_and_category_with_intervals():
 
 
 def test_policy_table_holds_back_what_each_bound_refuses():
-    rows = [{"method": "disc", "day": day, "chain": {}, "items": [],
+    rows = [{"method": "disc", "day": day, "chain": {"seed": 0}, "items": [],
              "scores": {"retention_kl_vs_parent": parent, "retention_kl_vs_base": base}}
             for day, parent, base in ((0, 0.2, 0.2), (1, 0.3, 0.6), (2, 0.5, 1.1), (3, 0.2, None))]
     table = bench.policy_table(rows).splitlines()
     cells = [c.strip() for c in table[2].strip("|").split("|")]
     # day 3 passes the parent bound but has no base measurement: a base bound cannot pass it
-    assert cells == ["disc", "day 2", "day 2, day 3", "day 1, day 2, day 3"]
+    assert cells == ["disc", "0", "days 2", "days 2, 3", "days 1, 2, 3"]
 
 
 def test_update_body_sets_each_methods_options():
