@@ -37,17 +37,22 @@ def bootstrap_interval(values: list[float], *, resamples: int = 2000, seed: int 
     return means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
 
 
-def probe_items(model, tokenizer, probes: list[dict]) -> tuple[list[float], list[float]]:
-    """Per probe: 1.0/0.0 correct, and log P(right) - max log P(wrong)."""
-    from disc_engine.evaluation import option_scores
-
+def _correct_and_margins(items: list[dict], option_scores: list[list[float]]) -> tuple[list[float], list[float]]:
+    """Per item: 1.0/0.0 correct, and log P(right) - max log P(wrong)."""
     correct, margins = [], []
-    for probe, scores in zip(probes, option_scores(model, tokenizer, probes)):
-        right = scores[probe["answer"]]
-        best_wrong = max(s for i, s in enumerate(scores) if i != probe["answer"])
+    for item, scores in zip(items, option_scores):
+        right = scores[item["answer"]]
+        best_wrong = max(x for i, x in enumerate(scores) if i != item["answer"])
         correct.append(1.0 if right > best_wrong else 0.0)
         margins.append(right - best_wrong)
     return correct, margins
+
+
+def probe_items(model, tokenizer, probes: list[dict]) -> tuple[list[float], list[float]]:
+    """Per chat probe: correct or not, and the margin of the right option's reply log-likelihood."""
+    from disc_engine.evaluation import option_scores
+
+    return _correct_and_margins(probes, option_scores(model, tokenizer, probes))
 
 
 def cloze_option_scores(model, tokenizer, clozes: list[dict]) -> list[list[float]]:
@@ -75,13 +80,7 @@ def cloze_option_scores(model, tokenizer, clozes: list[dict]) -> list[list[float
 
 def cloze_items(model, tokenizer, clozes: list[dict]) -> tuple[list[float], list[float]]:
     """Per cloze: correct or not, and the margin (``cloze_option_scores``)."""
-    correct, margins = [], []
-    for cloze, scores in zip(clozes, cloze_option_scores(model, tokenizer, clozes)):
-        right = scores[cloze["answer"]]
-        best_wrong = max(x for i, x in enumerate(scores) if i != cloze["answer"])
-        correct.append(1.0 if right > best_wrong else 0.0)
-        margins.append(right - best_wrong)
-    return correct, margins
+    return _correct_and_margins(clozes, cloze_option_scores(model, tokenizer, clozes))
 
 
 def full_retention(model, tokenizer, *, max_new_tokens: int = 128) -> dict:
