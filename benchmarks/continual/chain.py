@@ -445,10 +445,10 @@ def _chained(method: str) -> bool:
     return method != "base" and not method.startswith("retrain")
 
 
-def _method_order(method: str) -> int:
+def _method_order(method: str) -> tuple[int, str]:
     order = ("base",) + CHAIN_METHODS
     name = method.partition("@")[0]
-    return 2 * order.index(name) + ("@" in method) if name in order else 2 * len(order)
+    return (2 * order.index(name) + ("@" in method) if name in order else 2 * len(order)), method
 
 
 def plot(rows: list[dict], path: str, kind: str = "question") -> None:
