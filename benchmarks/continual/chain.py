@@ -122,8 +122,7 @@ class EmbeddedService:
             shutil.rmtree(self.home)
         self.home.mkdir(parents=True)
         env = demo_environment(self.home, self.model)
-        for argv in (disc_argv("db", "upgrade"),):
-            subprocess.run(argv, env=env, check=True, capture_output=True)
+        subprocess.run(disc_argv("db", "upgrade"), env=env, check=True, capture_output=True)
         created = subprocess.run(disc_argv("keys", "create", "--name", "chain", "--scopes", SCOPES),
                                  env=env, check=True, capture_output=True, text=True)
         token = created.stdout.strip().splitlines()[-1]
