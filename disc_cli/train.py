@@ -36,6 +36,8 @@ def register(subparsers) -> None:
                         help=_option_help("retention_budget_kl"))
     parser.add_argument("--retention-format-drop", type=float, default=None, metavar="SHARE",
                         help=_option_help("retention_budget_format_drop"))
+    parser.add_argument("--replay-weight", type=float, default=None, metavar="W",
+                        help=_option_help("replay_weight"))
     parser.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
     parser.add_argument("--seed", type=int, default=None, help="random seed")
     parser.add_argument("--checkpoint-dir", default=None, metavar="DIR",
@@ -99,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         "num_splits": args.num_splits, "full_finetune": args.full, "seed": args.seed,
         "retention_budget_kl": args.retention_budget,
         "retention_budget_format_drop": args.retention_format_drop,
+        "replay_weight": args.replay_weight,
     }.items() if value is not None}
     from store.settings import get_settings  # torch-free; the limits the API applies
 

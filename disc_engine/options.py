@@ -122,6 +122,12 @@ class TrainConfig(BaseModel):
                     "below the parent's after an epoch, in [0, 1]; an epoch past it counts as over the budget. "
                     "Off by default: the check generates 8 replies per epoch (on a CPU about one epoch of a "
                     "6-document update) and one prompt moves it 0.125. Needs retention_budget_kl.")
+    replay_weight: Number = Field(
+        0.0, ge=0, le=10,
+        description="Chat replay, in [0, 10]: every step also distils the parent's own greedy replies to 2 general "
+                    "chat prompts (a bundled set that no evaluation scores), adding this weight times their mean "
+                    "per-token KL(parent || student) to the loss, so the chat format is trained to stay while the "
+                    "documents are learned. 0: off (the objective alone).")
     checkpoint_every: Integer = Field(10, ge=1,
                                         description="Documents between resumable checkpoints (when a "
                                                     "checkpoint directory is given).")

@@ -33,6 +33,7 @@ from disc_engine.options import (
     RESULT_NEUTRAL_FIELDS,
     TrainConfig,
 )
+from disc_engine.replay import ChatReplay
 from disc_engine.splitting import EmptyDocumentError, prepare_document
 
 if TYPE_CHECKING:
@@ -244,6 +245,8 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
     split_rng = random.Random(config.seed)
     run = RunContext(config=config, model=model, teacher=teacher, split_rng=split_rng,
                      max_context=max_context, tokenizer=tokenizer)
+    # Built before any step (and again on resume): the replies are the parent's, which never changes.
+    replay = ChatReplay(model, teacher, tokenizer, seed=config.seed) if config.replay_weight > 0 else None
     fingerprint = {
         "config": {k: v for k, v in config.to_dict().items() if k not in RESULT_NEUTRAL_FIELDS},
         "data_hash": artifacts.data_hash(documents),
@@ -288,6 +291,10 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
         started = time.perf_counter()
         with autocast():
             loss, reasons = _step_loss(config, run, prepared, group, teacher_logits)
+            if loss is not None and replay is not None:
+                replay_loss = replay.loss(model, teacher, state["steps"], max_context)
+                state.setdefault("replay_losses", []).append(replay_loss.item())
+                loss = loss + config.replay_weight * replay_loss
         for index, reason in zip(group, reasons):
             if reason is not None:
                 skipped.setdefault(index, reason)
@@ -358,6 +365,10 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
         "learning_rate": config.learning_rate,
         "device": str(device),
     }
+    if replay is not None:
+        replayed = state.get("replay_losses", [])
+        metrics["replay_kl_first"] = replayed[0] if replayed else None
+        metrics["replay_kl_final"] = replayed[-1] if replayed else None
     if epoch_selector is not None:
         metrics["epoch_selection"] = epoch_selector.summary()
     artifact_dir = artifacts.save_artifact(
@@ -395,7 +406,7 @@ def _build_models(config: TrainConfig, base_model: str, parent: str | None, devi
         model = load_artifact(parent, device=device) if parent is not None \
             else load_model(base_model, device=device)
         model.requires_grad_(True)
-        if not config.objective.needs_teacher:
+        if not (config.objective.needs_teacher or config.replay_weight > 0):
             return model, None
         teacher = copy.deepcopy(model)
         if on_cuda and config.precision != "fp32":

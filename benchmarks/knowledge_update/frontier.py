@@ -349,6 +349,20 @@ def summarize(paths: list[str], plot: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def parse_options(pairs: list[str]) -> dict:
+    """``--set`` pairs as TrainConfig options: ``replay_weight=1`` -> {"replay_weight": 1}."""
+    options = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--set expects OPTION=VALUE, got {pair!r}")
+        try:
+            options[name] = json.loads(value)
+        except json.JSONDecodeError:
+            options[name] = value
+    return options
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="101,102")
@@ -359,6 +373,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-splits", default="5")
     parser.add_argument("--documents-per-step", type=int, default=1,
                         help="documents per optimizer step (TrainConfig.documents_per_step)")
+    parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", dest="options",
+                        help="another TrainConfig option for every run (JSON value), e.g. replay_weight=1; "
+                             "repeatable")
+    parser.add_argument("--label", default=None,
+                        help="the name the rows carry instead of the method's (a variant made with --set)")
     parser.add_argument("--model", default=None)
     parser.add_argument("--out", default=None)
     parser.add_argument("--split", choices=("tuning", "report"), default=None,
@@ -410,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         print(open_book_report(model_name, tokenizer, corpora))
         return 0
     num_splits = args.num_splits if args.num_splits == "all" else int(args.num_splits)
+    options = parse_options(args.options)
     print(f"{len(documents)} documents, {len(probes)} questions, {len(clozes)} clozes, model {model_name}",
           flush=True)
 
@@ -428,7 +448,8 @@ def main(argv: list[str] | None = None) -> int:
                     return scores
                 correct, margins = probe_items(model, tokenizer, probes)
                 cloze_correct, cloze_margins = cloze_items(model, tokenizer, clozes)
-                row = {"method": _method, "lr": _lr, "num_splits": num_splits, "epoch": epoch,
+                row = {"method": args.label or _method, "lr": _lr, "options": options, "num_splits": num_splits,
+                       "epoch": epoch,
                        "documents_per_step": args.documents_per_step,
                        "n_probes": len(correct),
                        "accuracy": sum(correct) / len(correct), "accuracy_ci": bootstrap_interval(correct),
@@ -443,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.full_retention and (args.full_retention_every_epoch or epoch in (0, args.epochs)):
                     row.update(full_retention(model, tokenizer))
                 _rows.append(row)
-                print(f"{_method:14s} lr {_lr:.0e} epoch {row['epoch']}: accuracy {row['accuracy']:.3f} "
+                print(f"{row['method']:14s} lr {_lr:.0e} epoch {row['epoch']}: accuracy {row['accuracy']:.3f} "
                       f"[{row['accuracy_ci'][0]:.3f}, {row['accuracy_ci'][1]:.3f}]  margin {row['margin']:+.3f}  "
                       f"KL {row['retention_kl_vs_parent']:.4f}  gap closed {row['gap_closed']:.3f}"
                       + (f"  cloze {row['cloze_accuracy']:.3f} [{row['cloze_accuracy_ci'][0]:.3f}, "
@@ -459,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
                 train(documents, out_dir=str(Path(out) / "v1"), base_model=model_name, epoch_selector=selector,
                       config=TrainConfig(method=method, learning_rate=lr, epochs=args.epochs,
                                          num_splits=num_splits, seed=0, retention_budget_kl=None,
-                                         documents_per_step=args.documents_per_step))
+                                         documents_per_step=args.documents_per_step, **options))
             print(f"{method} lr {lr:.0e}: {time.perf_counter() - started:.0f} s", flush=True)
             if args.out:
                 append_json_lines(args.out, rows)
