@@ -32,9 +32,25 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+# The execution option that makes a session's next SQLite transaction take the write lock at
+# BEGIN (``begin_writing``).
+SQLITE_BEGIN_OPTION = "sqlite_begin"
+
+
 def _begin_sqlite(connection) -> None:
-    # Deferred BEGIN: a transaction that only reads never blocks the other process.
-    connection.exec_driver_sql("BEGIN")
+    # Deferred BEGIN by default: a transaction that only reads never blocks the other process.
+    mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "")
+    connection.exec_driver_sql(f"BEGIN {mode}".strip())
+
+
+def begin_writing(session: Session) -> None:
+    """Start ``session``'s next transaction as a writer. On SQLite (WAL) a deferred transaction
+    that read first cannot upgrade to a write once another connection has committed since its
+    read: that fails at once with "database is locked", busy timeout or not. BEGIN IMMEDIATE
+    takes the write lock first, waiting for it under the busy timeout. Elsewhere, nothing."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.rollback()
+        session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
 
 
 def make_engine(url: str) -> Engine:

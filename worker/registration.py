@@ -6,6 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store import repo
+from store.db import begin_writing
 from store.models import Job, JobStatus, Lineage, utcnow
 from worker.job_record import ACTIVE, JobInput, JobRecord
 from worker.outcomes import ClaimLost, JobCancelled
@@ -20,9 +21,9 @@ def register_version(session: Session, record: JobRecord, job: JobInput, next_ve
     (``latest`` moves only here or by an explicit promote); returns the version's id."""
     from disc_engine.artifacts import artifact_kind, read_meta
 
-    if session.get_bind().dialect.name == "sqlite":
-        # Start from a fresh view: a write on top of an old read snapshot fails in WAL mode.
-        session.rollback()
+    # The job row is read, then the version written, in one transaction: on SQLite it must hold
+    # the write lock from its start, or a heartbeat committed in between makes the write fail.
+    begin_writing(session)
     row = session.scalar(select(Job).where(Job.id == record.job_id).with_for_update())
     if row.attempts != record.attempt or row.status not in ACTIVE:
         raise ClaimLost(f"job {record.job_id} changed hands before registration")
