@@ -78,45 +78,84 @@ def wait_for_http(client, url: str, children: list[Child], timeout_s: float) -> 
     raise TimeoutError(f"{url} did not answer within {timeout_s:.0f} s")
 
 
+class StartFailed(RuntimeError):
+    """A step of starting the embedded service failed; the message holds its output."""
+
+
+class EmbeddedService:
+    """The embedded default in ``home`` (emptied first): a migrated SQLite database, an API key,
+    a worker and the API as child processes. A context manager; ``client`` speaks HTTP to the
+    API with the key, and leaving stops the children (also on an error or Ctrl-C)."""
+
+    def __init__(self, home: Path, model: str | None = None, *, port: int = 0, key_name: str = "demo"):
+        self.home = home.resolve()
+        self.model = model
+        self.port = port
+        self.key_name = key_name
+        self.children: list[Child] = []
+        self.client = None
+        self.base_url = ""
+
+    def __enter__(self) -> EmbeddedService:
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _start(self) -> None:
+        import httpx
+
+        if self.home.exists():
+            shutil.rmtree(self.home)
+        self.home.mkdir(parents=True)
+        env = demo_environment(self.home, self.model)
+        self._step("db", "upgrade", env=env)
+        token = self._step("keys", "create", "--name", self.key_name, "--scopes", SCOPES, env=env).splitlines()[-1]
+        port = self.port or free_port()
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.children.append(Child("worker", disc_argv("worker", "--loglevel", "info", "--reconcile-every", "2"),
+                                   env, self.home / "worker.log"))
+        self.children.append(Child("API", disc_argv("serve", "--port", str(port), "--log-level", "warning"), env,
+                                   self.home / "api.log"))
+        self.client = httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        wait_for_http(self.client, "/healthz", self.children, timeout_s=120)
+
+    @staticmethod
+    def _step(*argv: str, env: dict[str, str]) -> str:
+        done = subprocess.run(disc_argv(*argv), env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise StartFailed(f"disc {' '.join(argv[:2])} failed:\n{done.stdout}{done.stderr}")
+        return done.stdout.strip()
+
+    def __exit__(self, *exc) -> None:
+        if self.client is not None:
+            self.client.close()
+        for child in reversed(self.children):
+            child.stop()
+
+    @property
+    def worker(self) -> Child:
+        return self.children[0]
+
+
 # --- the demo -----------------------------------------------------------------------------------
 
 def run(args) -> int:
-    import httpx
     from tqdm import tqdm
 
     home: Path = args.home.resolve()
-    if home.exists():
-        shutil.rmtree(home)
-    home.mkdir(parents=True)
-    env = demo_environment(home, args.model)
     sample = load_update_sample(args.sample)
     body = {"documents": sample["documents"]}
     if sample.get("probes"):
         body["probes"] = sample["probes"]
 
     print(f"disc demo: a fresh service in {home}")
-    step = subprocess.run(disc_argv("db", "upgrade"), env=env, capture_output=True, text=True)
-    if step.returncode != 0:
-        print(step.stdout + step.stderr, file=sys.stderr)
-        return 1
-    created = subprocess.run(disc_argv("keys", "create", "--name", "demo", "--scopes", SCOPES),
-                             env=env, capture_output=True, text=True)
-    if created.returncode != 0:
-        print(created.stdout + created.stderr, file=sys.stderr)
-        return 1
-    token = created.stdout.strip().splitlines()[-1]
-
-    port = args.port or free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    children: list[Child] = []
     try:
-        children.append(Child("worker", disc_argv("worker", "--loglevel", "info", "--reconcile-every", "2"), env,
-                              home / "worker.log"))
-        children.append(Child("API", disc_argv("serve", "--port", str(port), "--log-level", "warning"), env,
-                              home / "api.log"))
-        with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
-            wait_for_http(client, "/healthz", children, timeout_s=120)
-            print(f"API at {base_url} (logs: {home / 'api.log'}, {home / 'worker.log'})")
+        with EmbeddedService(home, args.model, port=args.port) as service:
+            client = service.client
+            print(f"API at {service.base_url} (logs: {home / 'api.log'}, {home / 'worker.log'})")
             response = client.post("/updates", json=body)
             if response.status_code != 202:
                 print(f"POST /updates answered {response.status_code}: {response.text}", file=sys.stderr)
@@ -124,22 +163,23 @@ def run(args) -> int:
             job = response.json()
             print(f"job {job['id']}: {len(body['documents'])} documents, {len(body.get('probes', []))} probes, "
                   f"lineage {job['lineage']!r}")
-            job = follow(client, job["id"], children, args.timeout, tqdm)
+            job = follow(client, job["id"], service.children, args.timeout, tqdm)
             events = client.get(f"/jobs/{job['id']}/events").json()["data"]
-        if job["status"] != "succeeded":
-            error = job.get("error") or {}
-            print(f"\nthe job ended {job['status']}: {error.get('code')}: {error.get('message')}", file=sys.stderr)
-            print(f"worker log ({home / 'worker.log'}):\n{children[0].tail()}", file=sys.stderr)
-            return 1
+            if job["status"] != "succeeded":
+                error = job.get("error") or {}
+                print(f"\nthe job ended {job['status']}: {error.get('code')}: {error.get('message')}",
+                      file=sys.stderr)
+                print(f"worker log ({home / 'worker.log'}):\n{service.worker.tail()}", file=sys.stderr)
+                return 1
         print_trajectory(events)
-        print_summary(job["result_version"], home, base_url)
+        print_summary(job["result_version"], home, service.base_url)
         return 0
+    except StartFailed as exc:
+        print(exc, file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ninterrupted; stopping the worker and the API", file=sys.stderr)
         return 130
-    finally:
-        for child in reversed(children):
-            child.stop()
 
 
 def follow(client, job_id: str, children: list[Child], timeout_s: float, tqdm) -> dict:

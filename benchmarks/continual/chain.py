@@ -33,13 +33,13 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from benchmarks.continual.corpus import CATEGORIES, generate_chain
 from benchmarks.knowledge_update.frontier import append_json_lines, bootstrap_interval
+from disc_cli.demo import EmbeddedService
 
 CHAIN_METHODS = ("disc", "sft", "sft_kl", "retrain")
 # The fine-tuning baselines' rate: on the knowledge-update frontier, LoRA fine-tuning at 1e-4
@@ -100,47 +100,9 @@ def _figure(values: list[int]) -> dict:
 
 # --- the service --------------------------------------------------------------------------------
 
-class EmbeddedService:
-    """``disc demo``'s embedded default in ``home``: migrated SQLite, a worker and the API as child
-    processes, and an API key. Use as a context manager; ``client`` speaks HTTP to it."""
-
-    def __init__(self, home: Path, model: str | None = None):
-        self.home = home.resolve()
-        self.model = model
-        self.children = []
-        self.client = None
-
-    def __enter__(self) -> EmbeddedService:
-        import shutil
-
-        import httpx
-
-        from disc_cli.demo import SCOPES, demo_environment, wait_for_http
-        from disc_cli.processes import Child, disc_argv, free_port
-
-        if self.home.exists():
-            shutil.rmtree(self.home)
-        self.home.mkdir(parents=True)
-        env = demo_environment(self.home, self.model)
-        subprocess.run(disc_argv("db", "upgrade"), env=env, check=True, capture_output=True)
-        created = subprocess.run(disc_argv("keys", "create", "--name", "chain", "--scopes", SCOPES),
-                                 env=env, check=True, capture_output=True, text=True)
-        token = created.stdout.strip().splitlines()[-1]
-        port = free_port()
-        self.children.append(Child("worker", disc_argv("worker", "--loglevel", "info", "--reconcile-every", "2"),
-                                   env, self.home / "worker.log"))
-        self.children.append(Child("API", disc_argv("serve", "--port", str(port), "--log-level", "warning"), env,
-                                   self.home / "api.log"))
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}",
-                                   headers={"Authorization": f"Bearer {token}"}, timeout=60)
-        wait_for_http(self.client, "/healthz", self.children, timeout_s=120)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.client is not None:
-            self.client.close()
-        for child in reversed(self.children):
-            child.stop()
+class ChainService(EmbeddedService):
+    """``disc demo``'s embedded default (``disc_cli.demo.EmbeddedService``), with what the chain
+    needs of it: submit an update, wait for its job, find a version's artifact."""
 
     def submit(self, body: dict) -> str:
         response = self.client.post("/updates", json=body)
@@ -155,10 +117,10 @@ class EmbeddedService:
             if job["status"] in ("succeeded", "failed", "cancelled"):
                 if job["status"] != "succeeded":
                     raise RuntimeError(f"job {job_id} ended {job['status']}: {job.get('error')}\n"
-                                       f"{self.children[0].tail()}")
+                                       f"{self.worker.tail()}")
                 return job
-            if not self.children[0].alive():
-                raise RuntimeError(f"the worker exited:\n{self.children[0].tail()}")
+            if not self.worker.alive():
+                raise RuntimeError(f"the worker exited:\n{self.worker.tail()}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} did not finish within {timeout_s:.0f} s")
             time.sleep(2.0)
@@ -217,7 +179,7 @@ def run_chain(args) -> list[dict]:
     for row in rows:
         _save(args.out, row)
     started_all = time.perf_counter()
-    with EmbeddedService(Path(args.home), args.model) as service:
+    with ChainService(Path(args.home), args.model, key_name="chain") as service:
         for method in args.methods:
             # The next update trains while the benchmark scores the version before it.
             label = method.replace("@", "-lr")
@@ -247,7 +209,7 @@ def _save(path: str | None, row: dict) -> None:
         append_json_lines(path, [row])
 
 
-def score_version(service: EmbeddedService, chain, tokenizer, load_artifact, method: str, day: int, job: dict,
+def score_version(service: ChainService, chain, tokenizer, load_artifact, method: str, day: int, job: dict,
                   seconds: float, documents: int) -> dict:
     version = job["result_version"]
     events = service.client.get(f"/jobs/{job['id']}/events").json()["data"]

@@ -92,3 +92,29 @@ def test_demo_draws_the_epoch_trajectory_from_the_job_events(capsys):
     assert lines[6].strip().startswith("kept epoch 1; stopped")
     print_trajectory(events[:1])  # a job without a budget draws nothing
     assert capsys.readouterr().out == ""
+
+
+def test_demo_runs_a_sample_update_through_the_embedded_service(tmp_path, tiny_model):
+    """`disc demo` end to end on the tiny model: migrate, key, worker and API processes, the job over
+    HTTP, the trajectory and the new version's scores."""
+    import json
+
+    sample = tmp_path / "sample.json"
+    sample.write_text(json.dumps({"documents": [
+        {"id": "a", "text": "The Zorblat Company opened a factory in Lyon. The factory makes blue bicycles. "
+                            "Its director is Mara Quint."},
+        {"id": "b", "text": "Kelvin Ostrava won the chess open in Prague. He was nineteen. He lives in Brno."}],
+        "probes": [{"question": "Where did the Zorblat Company open a factory?",
+                    "options": ["Lyon", "Brno", "Oslo", "Tartu"], "answer": 0}]}))
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    home = tmp_path / "demo"
+    done = subprocess.run([sys.executable, "-m", "disc_cli.main", "demo", "--home", str(home), "--model", tiny_model,
+                           "--sample", str(sample), "--timeout", "600"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "job " in done.stdout and "2 documents, 1 probes" in done.stdout
+    assert "kept epoch" in done.stdout                       # the retention budget's trajectory
+    assert "version 1 of 'default'" in done.stdout and "now latest" in done.stdout
+    artifact = next(line for line in done.stdout.splitlines() if line.startswith("artifact: "))
+    assert (home / "artifacts").is_dir() and str(home) in artifact
+    assert (home / "worker.log").exists() and (home / "api.log").exists()
