@@ -249,6 +249,41 @@ def method_difference_table(rows: list[dict], kls: tuple[float, ...] = (0.1, 0.2
     return "\n".join(lines)
 
 
+def same_schedule_table(rows: list[dict]) -> str:
+    """Every pair of runs of different methods at the same learning rate, epoch by epoch: A − B in
+    chat questions, clozes, instruction compliance and general accuracy, each with a paired 95%
+    interval over the same items. For a variant that changes the loss but not the schedule (an
+    extra term, say) this is the direct comparison; at matched KL it is not, when the variant
+    changes what the KL measures."""
+    runs = _runs(rows)
+    measures = (("correct", "chat questions"), ("cloze_correct", "clozes"),
+                ("instruction_followed", "instruction compliance"), ("general_correct", "general accuracy"))
+    lines = ["| A | B | lr | epoch | KL A / B | " + " | ".join(f"{name}, A − B [paired CI]" for _, name in measures)
+             + " |", "|---|---|---:|---:|---|" + "---|" * len(measures)]
+    keys = sorted(runs)
+    for i, key_a in enumerate(keys):
+        for key_b in keys[i + 1:]:
+            if key_a[1] == key_b[1] or key_a[2] != key_b[2]:
+                continue
+            by_epoch_b = {r["epoch"]: r for r in runs[key_b]}
+            for a in sorted(runs[key_a], key=lambda r: r["epoch"]):
+                b = by_epoch_b.get(a["epoch"])
+                if b is None or a["epoch"] == 0:
+                    continue
+                cells = []
+                for key, _ in measures:
+                    if key not in a or key not in b or len(a[key]) != len(b[key]):
+                        cells.append("")
+                        continue
+                    differences = [x - y for x, y in zip(a[key], b[key])]
+                    mean, (low, high) = sum(differences) / len(differences), bootstrap_interval(differences)
+                    cells.append(f"{100 * mean:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]")
+                lines.append(f"| {key_a[1]} | {key_b[1]} | {key_a[2]:g} | {a['epoch']} | "
+                             f"{a['retention_kl_vs_parent']:.3f} / {b['retention_kl_vs_parent']:.3f} | "
+                             + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def matched_retention_table(rows: list[dict], kls: tuple[float, ...] = (0.1, 0.25, 0.5)) -> str:
     """Knowledge (chat questions, clozes) and instruction compliance at matched KL to the parent,
     one line per run and KL; the epoch-0 row of each run is the reference."""
@@ -321,7 +356,9 @@ def summarize(paths: list[str], plot: str | None = None) -> str:
               matched_retention_table(rows), "",
               "What a KL budget keeps (the best measured epoch within it):", "", within_budget_table(rows), "",
               "Method against method at matched retention (same items, "
-              "each run interpolated on its own frontier; paired 95% intervals):", "", method_difference_table(rows)]
+              "each run interpolated on its own frontier; paired 95% intervals):", "", method_difference_table(rows),
+              "", "Method against method at the same learning rate and epoch (same items; paired 95% intervals):", "",
+              same_schedule_table(rows)]
     if plot:
         import matplotlib
 

@@ -9,6 +9,8 @@ import pytest
 from benchmarks.knowledge_update.frontier import (
     at_matched_retention,
     matched_difference,
+    parse_options,
+    same_schedule_table,
     summarize,
     within_budget_table,
 )
@@ -71,3 +73,24 @@ def test_a_budget_keeps_the_best_epoch_within_it():
     rows = [line.split(" | ") for line in table.splitlines()[2:]]
     assert [(r[2], r[3]) for r in rows] == [("0.1", "0 (none fits)"), ("0.3", "1"), ("0.6", "2")]
     assert rows[2][5].startswith("+75.0 [")
+
+
+def test_a_variant_is_compared_with_its_base_epoch_by_epoch_on_the_same_items():
+    variant = [{**r, "method": "disc+replay"} for r in (ZERO, _row(1, 0.1, [1, 1, 0, 0], [1, 1, 1, 1]),
+                                                       _row(2, 0.2, [1, 1, 1, 1], [1, 1, 0, 0]))]
+    rows = [line.split(" | ") for line in same_schedule_table([ZERO, ONE, TWO, *variant]).splitlines()[2:]]
+    assert [(r[0].strip("| "), r[1], r[3]) for r in rows] == [("disc", "disc+replay", "1"),
+                                                              ("disc", "disc+replay", "2")]
+    # Epoch 1: disc got 1 of 4 right, the variant 2 (-25 points); it followed 3 instructions, the variant 4.
+    assert rows[0][5].startswith("-25.0 [") and rows[0][7].startswith("-25.0 [")
+    assert rows[1][5].startswith("-25.0 [") and rows[1][7].startswith("-25.0 [")
+    assert rows[0][8].strip(" |") == "" and rows[0][4] == "0.200 / 0.100"    # general accuracy has no item list here
+    other_rate = [{**r, "lr": 1e-3} for r in variant]
+    assert len(same_schedule_table([ZERO, ONE, TWO, *other_rate]).splitlines()) == 2   # no pair across rates
+
+
+def test_options_for_every_run_are_read_as_json_values():
+    assert parse_options(["replay_weight=1", "num_splits=\"all\"", "method_label=x"]) == {
+        "replay_weight": 1, "num_splits": "all", "method_label": "x"}
+    with pytest.raises(SystemExit, match="OPTION=VALUE"):
+        parse_options(["replay_weight"])
