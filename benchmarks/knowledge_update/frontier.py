@@ -266,22 +266,30 @@ def same_schedule_table(rows: list[dict]) -> str:
             if key_a[1] == key_b[1] or key_a[2] != key_b[2]:
                 continue
             by_epoch_b = {r["epoch"]: r for r in runs[key_b]}
-            for a in sorted(runs[key_a], key=lambda r: r["epoch"]):
-                b = by_epoch_b.get(a["epoch"])
-                if b is None or a["epoch"] == 0:
-                    continue
-                cells = []
-                for key, _ in measures:
-                    if key not in a or key not in b or len(a[key]) != len(b[key]):
-                        cells.append("")
-                        continue
-                    differences = [x - y for x, y in zip(a[key], b[key])]
-                    mean, (low, high) = sum(differences) / len(differences), bootstrap_interval(differences)
-                    cells.append(f"{100 * mean:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]")
+            pairs = [(a, by_epoch_b[a["epoch"]]) for a in sorted(runs[key_a], key=lambda r: r["epoch"])
+                     if a["epoch"] > 0 and a["epoch"] in by_epoch_b]
+            for a, b in pairs:
                 lines.append(f"| {key_a[1]} | {key_b[1]} | {key_a[2]:g} | {a['epoch']} | "
                              f"{a['retention_kl_vs_parent']:.3f} / {b['retention_kl_vs_parent']:.3f} | "
-                             + " | ".join(cells) + " |")
+                             + " | ".join(_paired_cell([(a, b)], key) for key, _ in measures) + " |")
+            if len(pairs) > 1:
+                # Each item's difference averaged over the epochs: the trajectory as a whole, with
+                # the per-epoch noise of greedy generation averaged out.
+                span = f"{pairs[0][0]['epoch']}–{pairs[-1][0]['epoch']} pooled"
+                lines.append(f"| {key_a[1]} | {key_b[1]} | {key_a[2]:g} | {span} | — | "
+                             + " | ".join(_paired_cell(pairs, key) for key, _ in measures) + " |")
     return "\n".join(lines)
+
+
+def _paired_cell(pairs: list[tuple[dict, dict]], key: str) -> str:
+    """Mean over items of A − B in ``key`` (each item's difference averaged over ``pairs``), with a
+    paired 95% bootstrap interval; empty where a run lacks the item list."""
+    if any(key not in a or key not in b or len(a[key]) != len(b[key]) for a, b in pairs):
+        return ""
+    count = len(pairs[0][0][key])
+    differences = [sum(a[key][i] - b[key][i] for a, b in pairs) / len(pairs) for i in range(count)]
+    mean, (low, high) = sum(differences) / count, bootstrap_interval(differences)
+    return f"{100 * mean:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
 
 
 def matched_retention_table(rows: list[dict], kls: tuple[float, ...] = (0.1, 0.25, 0.5)) -> str:

@@ -80,13 +80,17 @@ def test_a_variant_is_compared_with_its_base_epoch_by_epoch_on_the_same_items():
                                                        _row(2, 0.2, [1, 1, 1, 1], [1, 1, 0, 0]))]
     rows = [line.split(" | ") for line in same_schedule_table([ZERO, ONE, TWO, *variant]).splitlines()[2:]]
     assert [(r[0].strip("| "), r[1], r[3]) for r in rows] == [("disc", "disc+replay", "1"),
-                                                              ("disc", "disc+replay", "2")]
+                                                              ("disc", "disc+replay", "2"),
+                                                              ("disc", "disc+replay", "1–2 pooled")]
+    # Pooled: each item's difference averaged over the two epochs, then over items.
+    assert rows[2][5].startswith("-25.0 [") and rows[2][7].startswith("-25.0 [")
     # Epoch 1: disc got 1 of 4 right, the variant 2 (-25 points); it followed 3 instructions, the variant 4.
     assert rows[0][5].startswith("-25.0 [") and rows[0][7].startswith("-25.0 [")
     assert rows[1][5].startswith("-25.0 [") and rows[1][7].startswith("-25.0 [")
     assert rows[0][8].strip(" |") == "" and rows[0][4] == "0.200 / 0.100"    # general accuracy has no item list here
     other_rate = [{**r, "lr": 1e-3} for r in variant]
     assert len(same_schedule_table([ZERO, ONE, TWO, *other_rate]).splitlines()) == 2   # no pair across rates
+    assert same_schedule_table([ZERO, ONE, variant[0], variant[1]]).count("pooled") == 0  # one epoch: no pool
 
 
 def test_options_for_every_run_are_read_as_json_values():
