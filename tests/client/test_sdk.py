@@ -22,6 +22,7 @@ from disc_client import (
     ServerError,
     VersionPublic,
 )
+from disc_engine.objectives import DEFAULT_METHOD
 
 from .conftest import DOCUMENTS, PROBES, front_matter, logits, long_documents
 from .flaky_proxy import FlakyProxy
@@ -85,7 +86,7 @@ def test_an_update_is_awaited_then_downloaded_verified_with_a_model_card_and_loa
     assert meta["base_model"] == tiny_model and meta["library_name"] == "peft"
     assert {"disc", "lora", "peft"} <= set(meta["tags"])
     assert meta["disc"]["lineage"] == "news" and meta["disc"]["version"] == 1
-    assert meta["disc"]["parent_version"] is None and meta["disc"]["method"] == "disc"
+    assert meta["disc"]["parent_version"] is None and meta["disc"]["method"] == DEFAULT_METHOD
     assert meta["disc"]["scores"] == latest.scores and meta["disc"]["artifact_sha256"] == latest.artifact_sha256
     for local in (str(stack.root), str(model_cache_dir()), str(tmp_path)):
         assert local not in card

@@ -34,7 +34,8 @@ def _write_jsonl(path: Path, lines: list) -> str:
 
 def test_disc_train_writes_an_artifact_and_chains_from_it(tiny_model, tmp_path):
     docs = _write_jsonl(tmp_path / "docs.jsonl", DOCS)
-    first = _disc("--docs", docs, "--out", str(tmp_path / "v1"), "--base", tiny_model,
+    # The paper's method, whose one-sentence document has no split (the default's recall views would train it).
+    first = _disc("--docs", docs, "--out", str(tmp_path / "v1"), "--base", tiny_model, "--method", "disc",
                   "--lr", "0.01", "--epochs", "2", "--num-splits", "all", "--seed", "1")
     assert first.returncode == 0, first.stderr
     assert f"artifact written to {tmp_path / 'v1'}" in first.stdout
