@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from disc_cli.demo import disc_argv
 from disc_cli.processes import free_port
+from disc_engine.objectives import DEFAULT_METHOD
 from service.app import create_app
 from store import repo
 from store.db import session_scope
@@ -238,7 +239,7 @@ def test_nan_in_an_integer_option_says_finite_number(api):
 def test_a_spelt_out_default_is_the_same_request_for_idempotency(api):
     with api.client(api.key(lineage=None)) as client:
         first = client.post("/updates", json={"documents": DOCS}, headers={"Idempotency-Key": "same"})
-        explicit = client.post("/updates", json={"documents": DOCS, "method": "disc", "lineage": "default",
+        explicit = client.post("/updates", json={"documents": DOCS, "method": DEFAULT_METHOD, "lineage": "default",
                                                  "hyperparameters": {"learning_rate": None}},
                                headers={"Idempotency-Key": "same"})
     assert first.status_code == 202 and explicit.status_code == 200
