@@ -373,22 +373,37 @@ def summarize(paths: list[str], plot: str | None = None) -> str:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        figure, axis = plt.subplots(figsize=(6.5, 4.2))
-        for key in sorted({(r["source"], r["method"], r["lr"]) for r in rows}):
-            points = sorted((r for r in rows if (r["source"], r["method"], r["lr"]) == key), key=lambda r: r["epoch"])
-            xs = [r["retention_kl_vs_parent"] for r in points]
-            ys = [100 * r["accuracy"] for r in points]
-            errors = [[100 * (r["accuracy"] - r["accuracy_ci"][0]) for r in points],
-                      [100 * (r["accuracy_ci"][1] - r["accuracy"]) for r in points]]
-            label = f"{key[1]} lr {key[2]:g}" + (f" (run {key[0] + 1})" if len(paths) > 1 else "")
-            axis.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=label)
-            for r, x, y in zip(points, xs, ys):
-                axis.annotate(str(r["epoch"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        axis.set_xscale("symlog", linthresh=0.1)   # a diverged epoch stays on the page
-        axis.set_xlabel("KL to the parent on its own chat replies (lower = more kept; symlog)")
-        axis.set_ylabel("chat-question probe accuracy, % (95% CI)")
-        axis.set_title("Knowledge vs retention, epoch by epoch (numbers: epochs)")
-        axis.legend(fontsize=8)
+        # A second panel where runs measured instruction compliance at several epochs: the retention
+        # measure no training term sees (chat replay trains the KL down directly).
+        with_compliance = sum(1 for r in rows if "instruction_compliance" in r) > len({r["source"] for r in rows})
+        figure, axes = plt.subplots(1, 2 if with_compliance else 1, figsize=(12 if with_compliance else 6.5, 4.2),
+                                    squeeze=False)
+        panels = [(axes[0][0], "retention_kl_vs_parent", 1.0,
+                   "KL to the parent on its own chat replies (lower = more kept; symlog)")]
+        if with_compliance:
+            panels.append((axes[0][1], "instruction_compliance", 100.0,
+                           "instruction compliance, % of 110 IFEval-type prompts (higher = more kept)"))
+        for axis, measure, scale, xlabel in panels:
+            for key in sorted({(r["source"], r["method"], r["lr"]) for r in rows}):
+                points = sorted((r for r in rows if (r["source"], r["method"], r["lr"]) == key and measure in r),
+                                key=lambda r: r["epoch"])
+                if not points:
+                    continue
+                xs = [scale * r[measure] for r in points]
+                ys = [100 * r["accuracy"] for r in points]
+                errors = [[100 * (r["accuracy"] - r["accuracy_ci"][0]) for r in points],
+                          [100 * (r["accuracy_ci"][1] - r["accuracy"]) for r in points]]
+                label = f"{key[1]} lr {key[2]:g}" + (f" (run {key[0] + 1})" if len(paths) > 1 else "")
+                axis.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=label)
+                for r, x, y in zip(points, xs, ys):
+                    axis.annotate(str(r["epoch"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            axis.set_xlabel(xlabel)
+            axis.set_ylabel("chat-question probe accuracy, % (95% CI)")
+            axis.legend(fontsize=8)
+        axes[0][0].set_xscale("symlog", linthresh=0.1)   # a diverged epoch stays on the page
+        if with_compliance:
+            axes[0][1].invert_xaxis()   # retention lost to the right, as on the KL panel
+        figure.suptitle("Knowledge vs retention, epoch by epoch (numbers: epochs)")
         figure.tight_layout()
         figure.savefig(plot, dpi=120)
     return "\n".join(lines)

@@ -98,3 +98,17 @@ def test_options_for_every_run_are_read_as_json_values():
         "replay_weight": 1, "num_splits": "all", "method_label": "x"}
     with pytest.raises(SystemExit, match="OPTION=VALUE"):
         parse_options(["replay_weight"])
+
+
+def test_the_plot_gains_a_compliance_panel_when_runs_measured_it(tmp_path):
+    from PIL import Image
+
+    with_compliance, kl_only = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    with_compliance.write_text("".join(json.dumps(r) + "\n" for r in (ZERO, ONE, TWO)))
+    measured_kl_only = [{k: v for k, v in r.items() if not k.startswith(("instruction", "general"))}
+                        for r in (ZERO, ONE, TWO)]
+    kl_only.write_text("".join(json.dumps(r) + "\n" for r in measured_kl_only))
+    summarize([str(with_compliance)], plot=str(tmp_path / "two.png"))
+    summarize([str(kl_only)], plot=str(tmp_path / "one.png"))
+    two, one = Image.open(tmp_path / "two.png").size, Image.open(tmp_path / "one.png").size
+    assert two[0] > 1.5 * one[0] and two[1] == one[1]
