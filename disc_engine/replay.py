@@ -60,10 +60,16 @@ class ChatReplay:
         return [self.rows[self.order[(start + i) % len(self.rows)]] for i in range(self.prompts_per_step)]
 
     def loss(self, model, teacher, step: int, max_context: int | None = None):
-        """Mean per-token KL(parent ‖ student) over this step's replies (0 for the parent itself)."""
+        """Mean per-token KL(parent ‖ student) over this step's replies (0 for the parent itself);
+        None when no reply fits a context of ``max_context`` tokens after its prompt."""
         from disc_engine.loss import context_distillation_loss
 
         rows = self.rows_for_step(step)
+        if max_context is not None:
+            # A reply is cut to what fits; a prompt that leaves fewer than 2 tokens is not replayed.
+            rows = [(prompt, reply) for prompt, reply in rows if max_context - len(prompt) >= 2]
+        if not rows:
+            return None
         prompts = [prompt for prompt, _ in rows]
         return context_distillation_loss(model, teacher, prompts, [reply for _, reply in rows], REPLAY_TEMPERATURE,
                                          max_context=max_context, student_prefixes=prompts)

@@ -291,8 +291,9 @@ def train(documents: list[str], *, out_dir: str, config: TrainConfig,
         started = time.perf_counter()
         with autocast():
             loss, reasons = _step_loss(config, run, prepared, group, teacher_logits)
-            if loss is not None and replay is not None:
-                replay_loss = replay.loss(model, teacher, state["steps"], max_context)
+            replay_loss = replay.loss(model, teacher, state["steps"], max_context) \
+                if loss is not None and replay is not None else None
+            if replay_loss is not None:
                 state.setdefault("replay_losses", []).append(replay_loss.item())
                 loss = loss + config.replay_weight * replay_loss
         for index, reason in zip(group, reasons):

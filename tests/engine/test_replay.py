@@ -85,12 +85,12 @@ def test_each_step_replays_the_next_prompts_of_a_seeded_order(student, replay, t
 
 
 def test_training_with_replay_records_it_and_resumes_to_the_same_weights(tiny_model, tmp_path):
-    config = TrainConfig(epochs=2, checkpoint_every=2, replay_weight=1.0, **FAST)
+    config = TrainConfig(**{**FAST, "epochs": 2, "checkpoint_every": 2, "replay_weight": 1.0})
     full = train(DOCS[:3], out_dir=str(tmp_path / "full"), config=config, base_model=tiny_model)
     metrics = read_meta(full.artifact_dir)["metrics"]
     assert metrics["replay_kl_first"] == pytest.approx(0.0, abs=1e-6)   # the first step starts at the parent
     assert metrics["replay_kl_final"] > 0
-    plain = train(DOCS[:3], out_dir=str(tmp_path / "plain"), config=TrainConfig(epochs=2, replay_weight=0, **FAST),
+    plain = train(DOCS[:3], out_dir=str(tmp_path / "plain"), config=TrainConfig(epochs=2, **FAST),
                   base_model=tiny_model)
     assert full.losses != plain.losses   # the replay term is part of the optimised loss
 
@@ -113,9 +113,15 @@ def test_training_with_replay_records_it_and_resumes_to_the_same_weights(tiny_mo
 
 def test_replay_under_full_fine_tuning_reads_a_frozen_copy_of_the_parent(tiny_model, tmp_path):
     # sft needs no teacher of its own; with replay on, the trainer keeps a frozen copy for it.
-    config = TrainConfig(method="sft", epochs=1, full_finetune=True, replay_weight=0.5, **FAST)
+    config = TrainConfig(**{**FAST, "method": "sft", "epochs": 1, "full_finetune": True, "replay_weight": 0.5})
     result = train(DOCS[:2], out_dir=str(tmp_path / "v1"), config=config, base_model=tiny_model)
     assert read_meta(result.artifact_dir)["metrics"]["replay_kl_final"] > 0
+
+
+def test_a_prompt_that_leaves_no_room_in_the_context_is_not_replayed(student, replay):
+    longest = max(len(prompt) for prompt, _ in replay.rows)
+    assert replay.loss(student, None, step=0, max_context=longest + 8) is not None
+    assert replay.loss(student, None, step=0, max_context=1) is None    # nothing fits: no replay term
 
 
 def test_the_replay_weight_is_an_option_with_bounds_in_the_api():

@@ -12,6 +12,8 @@ from disc_engine.adapters import PARENT_ADAPTER, STUDENT_ADAPTER, ParentAdapterT
 from disc_engine.artifacts import load_artifact, read_meta
 from disc_engine.loss import disc_loss, sft_loss
 from disc_engine.models import load_model, load_tokenizer
+from disc_engine.objectives import DEFAULT_METHOD
+from disc_engine.options import DEFAULT_REPLAY_WEIGHT
 from disc_engine.splitting import EmptyDocumentError, prepare_document
 from disc_engine.trainer import DEFAULT_LEARNING_RATE, TrainConfig, TrainingCancelled, train
 
@@ -27,7 +29,8 @@ DOCS = [
     "Pella Marsh is a bakery in Oslo. It sells cardamom buns every morning. The owner is Ivo Tran.",
     "The Amber Line train now reaches Tartu. The trip takes three hours. Tickets cost twelve euros.",
 ]
-FAST = dict(learning_rate=1e-2, retention_budget_kl=None)  # every epoch trained, none selected
+# Every epoch trained, none selected; no chat replay, so a loss is the objective's alone.
+FAST = dict(learning_rate=1e-2, retention_budget_kl=None, replay_weight=0.0)
 
 
 def _input_ids(model_name):
@@ -41,7 +44,7 @@ def _logits(model, ids):
 
 
 def test_disc_training_changes_the_adapter_and_lowers_the_loss(tiny_model, tmp_path):
-    config = TrainConfig(num_splits="all", epochs=8, **FAST)  # "all": the same splits every step
+    config = TrainConfig(method="disc", num_splits="all", epochs=8, **FAST)  # "all": the same splits every step
     result = train(DOCS[:1], out_dir=str(tmp_path / "v1"), config=config, base_model=tiny_model)
 
     assert result.steps == 8 and len(result.losses) == 8
@@ -59,7 +62,7 @@ def test_disc_training_changes_the_adapter_and_lowers_the_loss(tiny_model, tmp_p
 
 
 def test_peft_teacher_is_the_base_with_the_adapter_off(tiny_model, tmp_path):
-    result = train(DOCS[:2], out_dir=str(tmp_path / "v1"), config=TrainConfig(epochs=3, **FAST),
+    result = train(DOCS[:2], out_dir=str(tmp_path / "v1"), config=TrainConfig(method="disc", epochs=3, **FAST),
                    base_model=tiny_model)
     model = load_artifact(result.artifact_dir)
     base = load_model(tiny_model)
@@ -73,7 +76,7 @@ def test_peft_teacher_is_the_base_with_the_adapter_off(tiny_model, tmp_path):
 
 
 def test_chained_version_starts_at_the_parent_and_distills_from_it(tiny_model, tmp_path):
-    parent = train(DOCS[:2], out_dir=str(tmp_path / "v1"), config=TrainConfig(epochs=3, **FAST),
+    parent = train(DOCS[:2], out_dir=str(tmp_path / "v1"), config=TrainConfig(method="disc", epochs=3, **FAST),
                    base_model=tiny_model).artifact_dir
     parent_model = load_artifact(parent)
     ids = _input_ids(tiny_model)
@@ -106,7 +109,7 @@ def test_chained_version_starts_at_the_parent_and_distills_from_it(tiny_model, t
 
     # Training from the parent: the first step's loss is the parent distilled into itself.
     child = train(DOCS[2:3], out_dir=str(tmp_path / "v2"), parent=parent,
-                  config=TrainConfig(num_splits="all", epochs=2, **FAST))
+                  config=TrainConfig(method="disc", num_splits="all", epochs=2, **FAST))
     first = disc_loss(parent_model, frozen_parent, doc.sentence_ids, splits).item()
     assert child.losses[0] == pytest.approx(first, rel=1e-4)
     meta = read_meta(child.artifact_dir)
@@ -194,7 +197,7 @@ def test_report_counts_altered_and_skipped_documents(tiny_model, tmp_path):
     documents = [DOCS[0], "Hello.", one_sentence, DOCS[1] + " " + DOCS[2]]
     progress = []
     result = train(documents, out_dir=str(tmp_path / "v"), base_model=tiny_model,
-                   config=TrainConfig(max_context=40, epochs=1, **FAST), progress=progress.append)
+                   config=TrainConfig(method="disc", max_context=40, epochs=1, **FAST), progress=progress.append)
     report = result.report
     assert report.documents_total == 4
     assert report.documents_skipped == [{"index": 1, "reason": report.documents_skipped[0]["reason"]}]
@@ -289,7 +292,8 @@ def test_mixing_parameterizations_in_a_lineage_is_refused(tiny_model, tmp_path):
 
 def test_config_defaults_follow_the_method():
     config = TrainConfig()
-    assert (config.method, config.num_splits, config.temperature) == ("disc", 5, 2.0)
+    assert (config.method, config.num_splits, config.temperature) == (DEFAULT_METHOD, 5, 2.0)
+    assert config.replay_weight == DEFAULT_REPLAY_WEIGHT
     assert (config.lora_r, config.lora_alpha, config.lora_dropout) == (16, 32, 0.0)
     assert config.learning_rate == DEFAULT_LEARNING_RATE
     assert all(info.description for info in TrainConfig.model_fields.values())
@@ -359,7 +363,7 @@ def test_a_run_that_trains_nothing_is_an_error(tiny_model, tmp_path):
 
     with pytest.raises(NothingTrained, match="none of the 2 document"):
         train(["Hello.", "Fine."], out_dir=str(tmp_path / "v"), base_model=tiny_model,
-              config=TrainConfig(epochs=1, **FAST))
+              config=TrainConfig(method="disc", epochs=1, **FAST))
     assert not (tmp_path / "v").exists()
 
 
@@ -427,7 +431,7 @@ def test_later_epochs_reuse_the_teachers_logits_and_reach_the_same_result(tiny_m
 
     monkeypatch.setattr(loss_module, "_teacher_suffix_logits", counted)
     documents = DOCS[:4]
-    config = dict(epochs=3, num_splits=2, **FAST)
+    config = dict(method="disc", epochs=3, num_splits=2, **FAST)   # the teacher cache is disc's
     uncached = train(documents, out_dir=str(tmp_path / "uncached"), base_model=tiny_model,
                      config=TrainConfig(teacher_cache_mb=0, **config))
     uncached_forwards, forwards[:] = len(forwards), []
