@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from disc_cli.processes import disc_argv, free_port
+from disc_engine.objectives import DEFAULT_METHOD
 
 from .conftest import DOCUMENTS, PROBES, front_matter, logits, long_documents
 
@@ -50,7 +51,8 @@ def test_submit_waits_with_a_progress_bar_and_ends_with_the_versions_scores(subm
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     assert re.search(r"job \w+ queued: 2 documents, 1 probes, lineage 'news'", submitted.stderr)
     assert re.search(r"succeeded:?\s+100%\|.*\| 2/2 documents", submitted.stderr), submitted.stderr[-2000:]
-    assert "succeeded: news v1 (disc, from the base, base tiny-smollm2): promoted, latest" in submitted.stdout
+    summary = f"succeeded: news v1 ({DEFAULT_METHOD}, from the base, base tiny-smollm2): promoted, latest"
+    assert summary in submitted.stdout
     assert re.search(r"probe accuracy\s+[\d.]+\s+[\d.]+", submitted.stdout)
     assert re.search(r"KL to the parent \(lower is better\)\s+[\d.e-]+", submitted.stdout)
 
