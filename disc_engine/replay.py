@@ -33,20 +33,22 @@ class ChatReplay:
                  prompts_per_step: int = PROMPTS_PER_STEP, max_reply_tokens: int = MAX_REPLY_TOKENS):
         import torch
 
-        from disc_engine.evaluation._common import chat_prompt_ids, greedy_generate
+        from disc_engine.evaluation._common import chat_prompt_ids
+        from disc_engine.evaluation.retention import reference_responses
         from disc_engine.loss import _as_teacher
 
         prompts = load_replay_prompts() if prompts is None else list(prompts)
-        prompt_ids = [chat_prompt_ids(tokenizer, prompt) for prompt in prompts]
         was_training = model.training
         model.eval()
         try:
+            # The same greedy replies the retention measure takes from a reference model.
             with torch.inference_mode(), _as_teacher(model, teacher) as parent:
-                replies = greedy_generate(parent, tokenizer, prompt_ids, max_reply_tokens)
+                replies = reference_responses(parent, tokenizer, prompts=prompts, max_new_tokens=max_reply_tokens)
         finally:
             model.train(was_training)
+        prompt_ids = [chat_prompt_ids(tokenizer, prompt) for prompt in prompts]
         # A reply of fewer than 2 tokens (an immediate end of turn) has almost nothing to keep.
-        self.rows = [(prompt, reply.tokens) for prompt, reply in zip(prompt_ids, replies) if len(reply.tokens) >= 2]
+        self.rows = [(prompt, reply) for prompt, reply in zip(prompt_ids, replies) if len(reply) >= 2]
         if not self.rows:
             raise ValueError("the parent gave no replay reply of at least 2 tokens")
         self.order = list(range(len(self.rows)))
