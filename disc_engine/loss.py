@@ -86,7 +86,7 @@ def disc_loss(student, teacher, sentence_ids: list[list[int]], split_indices: li
     device = _device_of(student)
     if teacher_cache is None:
         document = [token for sentence in sentence_ids[:max(split_indices) + 1] for token in sentence]
-        with torch.no_grad(), _as_teacher(student, teacher) as frozen:
+        with torch.no_grad(), parent_view(student, teacher) as frozen:
             teacher_logits = _teacher_suffix_logits(frozen, document, splits, max_context, device)
     else:
         teacher_logits = _cached_teacher_logits(student, teacher, sentence_ids, split_indices, max_context,
@@ -119,7 +119,7 @@ def disc_loss_batch(student, teacher, documents: list[tuple[list[list[int]], lis
         raise ValueError("disc_loss_batch needs at least one document")
     device = _device_of(student)
     planned = [(sentences, _make_splits(sentences, indices, max_context), indices) for sentences, indices in documents]
-    with torch.no_grad(), _as_teacher(student, teacher) as frozen:
+    with torch.no_grad(), parent_view(student, teacher) as frozen:
         pieces: list[torch.Tensor | None] = [None] * len(planned)
         rows, row_spans, row_of = [], [], []
         for number, (sentences, splits, indices) in enumerate(planned):
@@ -219,7 +219,7 @@ def context_distillation_loss(student, teacher, contexts: list[list[int]], suffi
         spans.append(len(suffix) if predict_first else len(suffix) - 1)
     device = _device_of(student)
     shift = 1 if predict_first else 0
-    with torch.no_grad(), _as_teacher(student, teacher) as frozen:
+    with torch.no_grad(), parent_view(student, teacher) as frozen:
         # Row j's logit at len(context) + t predicts suffix token t + 2 (1-based), t = 0 … L - 2;
         # the one at len(context) - 1 predicts token 1.
         keep_from = [len(context) - shift for context, _ in rows]
@@ -258,7 +258,7 @@ def _prompted_kl_reference(student, teacher, teacher_input: list[int], prefix: l
     """T² · mean KL over suffix tokens 1..L, the student reading ``prefix + suffix``."""
     device = _device_of(student)
     length = len(suffix)
-    with torch.no_grad(), _as_teacher(student, teacher) as frozen:
+    with torch.no_grad(), parent_view(student, teacher) as frozen:
         ids = torch.tensor([teacher_input], device=_device_of(frozen))
         teacher_logits = frozen(input_ids=ids, use_cache=False).logits[0, -length - 1:-1]
     ids = torch.tensor([prefix + suffix], device=device)
@@ -276,7 +276,7 @@ def _split_kl_reference(student, teacher, teacher_input: list[int], suffix: list
     """T² · mean KL over suffix tokens 2..L for one split, full logits, ``F.kl_div``."""
     device = _device_of(student)
     length = len(suffix)
-    with torch.no_grad(), _as_teacher(student, teacher) as frozen:
+    with torch.no_grad(), parent_view(student, teacher) as frozen:
         ids = torch.tensor([teacher_input], device=_device_of(frozen))
         teacher_logits = frozen(input_ids=ids, use_cache=False).logits[0, -length:-1]
     ids = torch.tensor([suffix], device=device)
@@ -305,7 +305,7 @@ def sft_kl_loss(student, reference, token_ids: list[int], beta: float = 0.1,
     """
     _check_temperature(temperature)
     ids = _document_tensor(student, token_ids)
-    with torch.no_grad(), _as_teacher(student, reference) as frozen:
+    with torch.no_grad(), parent_view(student, reference) as frozen:
         reference_logits = frozen(input_ids=ids.to(_device_of(frozen)), use_cache=False).logits[0, :-1]
     student_logits = student(input_ids=ids, use_cache=False).logits[0, :-1]
     ce = F.cross_entropy(student_logits.float(), ids[0, 1:])
@@ -334,8 +334,11 @@ def _document_tensor(model, token_ids: list[int]) -> torch.Tensor:
 
 
 @contextmanager
-def _as_teacher(student, teacher):
-    """The frozen model to read with: ``teacher``, or the PEFT student with adapters off."""
+def parent_view(student, teacher):
+    """The frozen parent to read with: ``teacher``, or the PEFT student with its adapters off.
+
+    Every loss that compares the student with its parent reads the parent through this, and so
+    does chat replay (``disc_engine.replay``) when it generates the parent's replies."""
     if teacher is not None:
         yield teacher
         return
@@ -379,7 +382,7 @@ def _cached_teacher_logits(student, teacher, sentence_ids, split_indices, max_co
     wanted = sorted(set(split_indices) | set(cache.upcoming()))
     wanted_splits = _make_splits(sentence_ids, wanted, max_context)
     document = [token for sentence in sentence_ids[:max(wanted) + 1] for token in sentence]
-    with torch.no_grad(), _as_teacher(student, teacher) as frozen:
+    with torch.no_grad(), parent_view(student, teacher) as frozen:
         logits = _teacher_suffix_logits(frozen, document, wanted_splits, max_context, device)
     pieces, offset = {}, 0
     for index, split in zip(wanted, wanted_splits):

@@ -35,14 +35,14 @@ class ChatReplay:
 
         from disc_engine.evaluation._common import chat_prompt_ids
         from disc_engine.evaluation.retention import reference_responses
-        from disc_engine.loss import _as_teacher
+        from disc_engine.loss import parent_view
 
         prompts = load_replay_prompts() if prompts is None else list(prompts)
         was_training = model.training
         model.eval()
         try:
             # The same greedy replies the retention measure takes from a reference model.
-            with torch.inference_mode(), _as_teacher(model, teacher) as parent:
+            with torch.inference_mode(), parent_view(model, teacher) as parent:
                 replies = reference_responses(parent, tokenizer, prompts=prompts, max_new_tokens=max_reply_tokens)
         finally:
             model.train(was_training)
