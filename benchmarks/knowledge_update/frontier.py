@@ -212,17 +212,55 @@ def within_budget_table(rows: list[dict], budgets: tuple[float, ...] = (0.25, 0.
         if zero is None:
             continue
         for budget in budgets:
-            within = [r for r in points if r["epoch"] > 0 and r["retention_kl_vs_parent"] <= budget]
-            if not within:
+            best = _kept_epoch(points, budget)
+            if best is None:
                 lines.append(f"| {method} | {lr:g} | {budget:g} | 0 (none fits) | 0 | +0.0 | +0.0 |")
                 continue
-            best = max(within, key=lambda r: (r["accuracy"], -r["epoch"]))
             cells = []
             for key, value in (("correct", "accuracy"), ("cloze_correct", "cloze_accuracy")):
                 low, high = paired_gain_interval(best[key], zero[key])
                 cells.append(f"{100 * (best[value] - zero[value]):+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]")
             lines.append(f"| {method} | {lr:g} | {budget:g} | {best['epoch']} | {best['retention_kl_vs_parent']:.3f} "
                          f"| {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+def _kept_epoch(points: list[dict], budget: float) -> dict | None:
+    """The measured epoch a KL budget keeps: the best chat-question accuracy among the epochs
+    within it (the earlier on a tie); None when no trained epoch fits."""
+    within = [r for r in points if r["epoch"] > 0 and r["retention_kl_vs_parent"] <= budget]
+    return max(within, key=lambda r: (r["accuracy"], -r["epoch"])) if within else None
+
+
+RUN_MEASURES = (("correct", "chat questions"), ("cloze_correct", "clozes"),
+                ("instruction_followed", "instruction compliance"), ("general_correct", "general accuracy"))
+
+
+def kept_difference_table(rows: list[dict], budget: float = 0.3) -> str:
+    """Every pair of runs on the same items, each at the epoch the budget keeps (``_kept_epoch``):
+    A − B in every measure both kept epochs scored, with paired 95% intervals. This compares what
+    each method's update would deliver under the product's budget, whatever its rate and schedule."""
+    runs = _runs(rows)
+    lines = [f"| A (epoch kept at KL ≤ {budget:g}) | B (epoch kept) | "
+             + " | ".join(f"{name}, A − B [paired CI]" for _, name in RUN_MEASURES) + " |",
+             "|---|---|" + "---|" * len(RUN_MEASURES)]
+    keys = sorted(runs)
+    kept = {key: _kept_epoch(runs[key], budget) for key in keys}
+    # The untouched model's per-item scores identify the items: runs on other corpora differ there.
+    items = {key: next((tuple(r["correct"]) + tuple(r["cloze_correct"]) for r in runs[key] if r["epoch"] == 0), None)
+             for key in keys}
+
+    def name(key):
+        row = kept[key]
+        return f"{key[1]} {key[2]:g} (epoch {row['epoch']}, KL {row['retention_kl_vs_parent']:.3f})"
+
+    for i, key_a in enumerate(keys):
+        for key_b in keys[i + 1:]:
+            a, b = kept[key_a], kept[key_b]
+            if a is None or b is None or items[key_a] is None or items[key_a] != items[key_b]:
+                continue   # nothing kept, or runs on different items
+            lines.append(f"| {name(key_a)} | {name(key_b)} | "
+                         + " | ".join(_paired_cell([(a, b)], key) for key, _ in RUN_MEASURES) + " |")
     return "\n".join(lines)
 
 
@@ -256,8 +294,7 @@ def same_schedule_table(rows: list[dict]) -> str:
     extra term, say) this is the direct comparison; at matched KL it is not, when the variant
     changes what the KL measures."""
     runs = _runs(rows)
-    measures = (("correct", "chat questions"), ("cloze_correct", "clozes"),
-                ("instruction_followed", "instruction compliance"), ("general_correct", "general accuracy"))
+    measures = RUN_MEASURES
     lines = ["| A | B | lr | epoch | KL A / B | " + " | ".join(f"{name}, A − B [paired CI]" for _, name in measures)
              + " |", "|---|---|---:|---:|---|" + "---|" * len(measures)]
     keys = sorted(runs)
@@ -363,6 +400,8 @@ def summarize(paths: list[str], plot: str | None = None) -> str:
               "measured epochs around each KL; paired 95% intervals over items):", "",
               matched_retention_table(rows), "",
               "What a KL budget keeps (the best measured epoch within it):", "", within_budget_table(rows), "",
+              "What the default budget keeps, run against run (each at its own kept epoch; same items; "
+              "paired 95% intervals):", "", kept_difference_table(rows), "",
               "Method against method at matched retention (same items, "
               "each run interpolated on its own frontier; paired 95% intervals):", "", method_difference_table(rows),
               "", "Method against method at the same learning rate and epoch (same items; paired 95% intervals):", "",

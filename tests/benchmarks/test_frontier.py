@@ -8,6 +8,7 @@ import pytest
 
 from benchmarks.knowledge_update.frontier import (
     at_matched_retention,
+    kept_difference_table,
     matched_difference,
     parse_options,
     same_schedule_table,
@@ -112,3 +113,18 @@ def test_the_plot_gains_a_compliance_panel_when_runs_measured_it(tmp_path):
     summarize([str(kl_only)], plot=str(tmp_path / "one.png"))
     two, one = Image.open(tmp_path / "two.png").size, Image.open(tmp_path / "one.png").size
     assert two[0] > 1.5 * one[0] and two[1] == one[1]
+
+
+def test_runs_are_compared_at_the_epochs_the_budget_keeps_whatever_their_schedules():
+    fine_tuned = [{**r, "method": "sft_kl", "lr": 1e-4} for r in (ZERO, _row(1, 0.05, [1, 1, 0, 0], [1, 1, 1, 1]),
+                                                                  _row(2, 0.9, [1, 1, 1, 1], [0, 0, 0, 0]))]
+    rows = [line.split(" | ") for line in kept_difference_table([ZERO, ONE, TWO, *fine_tuned],
+                                                                budget=0.3).splitlines()[2:]]
+    # disc keeps its epoch 1 (KL 0.2; epoch 2 is over), sft_kl its epoch 1 (KL 0.05; epoch 2 is over).
+    assert len(rows) == 1
+    assert rows[0][0] == "| disc 0.002 (epoch 1, KL 0.200)" and rows[0][1] == "sft_kl 0.0001 (epoch 1, KL 0.050)"
+    # disc got 1 of 4 questions, sft_kl 2; disc followed 3 instructions, sft_kl 4.
+    assert rows[0][2].startswith("-25.0 [") and rows[0][4].startswith("-25.0 [")
+    other_items = [{**r, "method": "sft", "correct": [1, 0, 1, 0]} if r["epoch"] == 0 else {**r, "method": "sft"}
+                   for r in (ZERO, ONE)]
+    assert len(kept_difference_table([ZERO, ONE, TWO, *other_items]).splitlines()) == 2   # other items: no pair
