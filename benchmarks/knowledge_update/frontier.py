@@ -538,16 +538,22 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"unknown method {method!r}; known: {', '.join(METHODS)}")
             check = EpochCheck(tokenizer, documents)
             rows: list[dict] = []
+            config = TrainConfig(method=method, learning_rate=lr, epochs=args.epochs, num_splits=num_splits, seed=0,
+                                 retention_budget_kl=None, documents_per_step=args.documents_per_step, **options)
+            # Chat replay is on by default for every method: a run's name says so unless --label names it.
+            label = args.label or (f"{method}+replay" if config.replay_weight > 0 else method)
             epochs = itertools.count()   # measure is called once for the untouched model, then after every epoch
 
-            def measure(model, _check=check, _rows=rows, _method=method, _lr=lr, _epochs=epochs):
+            def measure(model, _check=check, _rows=rows, _label=label, _lr=lr, _epochs=epochs,
+                        _replay=config.replay_weight):
                 epoch = next(_epochs)
                 scores = _check(model)
                 if epoch not in (0, args.epochs) and epoch % args.measure_every:
                     return scores
                 correct, margins = probe_items(model, tokenizer, probes)
                 cloze_correct, cloze_margins = cloze_items(model, tokenizer, clozes)
-                row = {"method": args.label or _method, "lr": _lr, "options": options, "num_splits": num_splits,
+                row = {"method": _label, "lr": _lr, "options": options, "replay_weight": _replay,
+                       "num_splits": num_splits,
                        "epoch": epoch,
                        "documents_per_step": args.documents_per_step,
                        "n_probes": len(correct),
@@ -577,9 +583,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             with tempfile.TemporaryDirectory() as out:
                 train(documents, out_dir=str(Path(out) / "v1"), base_model=model_name, epoch_selector=selector,
-                      config=TrainConfig(method=method, learning_rate=lr, epochs=args.epochs,
-                                         num_splits=num_splits, seed=0, retention_budget_kl=None,
-                                         documents_per_step=args.documents_per_step, **options))
+                      config=config)
             print(f"{method} lr {lr:.0e}: {time.perf_counter() - started:.0f} s", flush=True)
             if args.out:
                 append_json_lines(args.out, rows)

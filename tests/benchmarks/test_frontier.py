@@ -128,3 +128,16 @@ def test_runs_are_compared_at_the_epochs_the_budget_keeps_whatever_their_schedul
     other_items = [{**r, "method": "sft", "correct": [1, 0, 1, 0]} if r["epoch"] == 0 else {**r, "method": "sft"}
                    for r in (ZERO, ONE)]
     assert len(kept_difference_table([ZERO, ONE, TWO, *other_items]).splitlines()) == 2   # other items: no pair
+
+
+def test_a_run_names_the_chat_replay_it_trained_with(tiny_model, tmp_path):
+    """Replay is on by default for every method, so a run's rows say whether it trained with it."""
+    from benchmarks.knowledge_update.frontier import main
+
+    out = tmp_path / "rows.jsonl"
+    for extra in ([], ["--set", "replay_weight=0"]):
+        assert main(["--seeds", "101", "--documents", "1", "--methods", "sft_kl", "--lrs", "1e-3", "--epochs", "1",
+                     "--model", tiny_model, "--out", str(out), *extra]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["method"], r["replay_weight"], r["epoch"]) for r in rows] == [
+        ("sft_kl+replay", 1.0, 0), ("sft_kl+replay", 1.0, 1), ("sft_kl", 0, 0), ("sft_kl", 0, 1)]
