@@ -19,6 +19,7 @@ from pathlib import Path
 # Standard library only (no torch): the sample is a JSON file shipped in the package.
 from disc_cli.processes import Child, disc_argv, free_port
 from disc_engine.data import SAMPLE_PATH, load_update_sample
+from disc_engine.objectives import METHODS
 
 DEFAULT_HOME = Path(".disc") / "demo"
 SCOPES = "updates:write,jobs:read,models:read,models:promote"
@@ -36,6 +37,8 @@ def register(subparsers) -> None:
                         help="base model (default: SmolLM2-135M-Instruct, bundled)")
     parser.add_argument("--sample", type=Path, default=SAMPLE_PATH,
                         help="update to submit: JSON with \"documents\" and optional \"probes\"")
+    parser.add_argument("--method", default=None, choices=METHODS,
+                        help="training objective (default: the service's default method)")
     parser.add_argument("--port", type=int, default=0, help="API port (default: a free one)")
     parser.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds")
     parser.set_defaults(func=run)
@@ -142,14 +145,21 @@ class EmbeddedService:
 
 # --- the demo -----------------------------------------------------------------------------------
 
+def update_body(sample: dict, method: str | None) -> dict:
+    """The POST /updates body for the sample: its documents and probes, and the method if one was named."""
+    body = {"documents": sample["documents"]}
+    if sample.get("probes"):
+        body["probes"] = sample["probes"]
+    if method is not None:
+        body["method"] = method
+    return body
+
+
 def run(args) -> int:
     from tqdm import tqdm
 
     home: Path = args.home.resolve()
-    sample = load_update_sample(args.sample)
-    body = {"documents": sample["documents"]}
-    if sample.get("probes"):
-        body["probes"] = sample["probes"]
+    body = update_body(load_update_sample(args.sample), args.method)
 
     print(f"disc demo: a fresh service in {home}")
     try:

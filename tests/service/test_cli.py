@@ -118,3 +118,14 @@ def test_demo_runs_a_sample_update_through_the_embedded_service(tmp_path, tiny_m
     artifact = next(line for line in done.stdout.splitlines() if line.startswith("artifact: "))
     assert (home / "artifacts").is_dir() and str(home) in artifact
     assert (home / "worker.log").exists() and (home / "api.log").exists()
+
+
+def test_demo_posts_the_method_it_was_given_and_otherwise_leaves_it_to_the_service():
+    from disc_cli.demo import update_body
+
+    sample = {"documents": [{"text": "A. B."}], "probes": [{"question": "?", "options": ["a", "b"], "answer": 0}]}
+    assert update_body(sample, None) == {"documents": sample["documents"], "probes": sample["probes"]}
+    assert update_body(sample, "sft_kl")["method"] == "sft_kl"
+    done = subprocess.run([sys.executable, "-m", "disc_cli.main", "demo", "--method", "nope"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "invalid choice: 'nope'" in done.stderr
