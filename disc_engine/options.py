@@ -53,6 +53,7 @@ from disc_engine.objectives import DEFAULT_METHOD, OBJECTIVES
 # 0.28 / 0.31 / 0.42, so the budget kept epoch 2 and +5.6), compliance -1.8 / +0.9 / -3.6 points
 # from the parent's 41.8%. At 2e-3 plain DiSC's compliance fell 11 points [5, 18] more than with
 # replay over four epochs on 30 documents. So disc_recall (DEFAULT_METHOD) with replay 1, at 1e-3.
+# The method then moved to sft_kl with the same replay, rate and epochs (objectives.DEFAULT_METHOD).
 DEFAULT_LEARNING_RATE = 1e-3
 DEFAULT_EPOCHS = 6
 DEFAULT_RETENTION_BUDGET_KL = 0.3

@@ -88,7 +88,8 @@ def test_every_command_answers_in_json_and_says_what_went_wrong_by_its_exit_code
     nowhere = disc(stack, "models", "latest", "--url", f"http://127.0.0.1:{free_port()}")
     assert nowhere.returncode == EXIT_UNAVAILABLE and "Connection refused" in nowhere.stderr
     plain = disc(stack, "models", "list", "news")
-    assert plain.returncode == 0 and re.search(r"\*\s+v1\s+base\s+promoted\s+disc", plain.stdout), plain.stdout
+    assert plain.returncode == 0, plain.stderr
+    assert re.search(rf"\*\s+v1\s+base\s+promoted\s+{DEFAULT_METHOD}\s", plain.stdout), plain.stdout
     chart = disc(stack, "models", "scores", "news", "--metric", "retention_kl_vs_base")
     assert chart.returncode == 0 and re.search(r"^retention_kl_vs_base\s+▄\s+v1 [\d.e-]+ → v1", chart.stdout, re.M), \
         chart.stdout
