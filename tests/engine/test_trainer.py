@@ -354,7 +354,8 @@ def test_a_run_that_explodes_stops_with_a_divergence_error(tiny_model, tmp_path)
 
     with pytest.raises(TrainingDiverged, match="learning rate 1"):
         train(DOCS * 3, out_dir=str(tmp_path / "v"), base_model=tiny_model,
-              config=TrainConfig(full_finetune=True, learning_rate=1.0, epochs=2, retention_budget_kl=None))
+              config=TrainConfig(method="disc", full_finetune=True, learning_rate=1.0, epochs=2,
+                                 retention_budget_kl=None))
     assert not (tmp_path / "v").exists()
 
 
